@@ -1,0 +1,347 @@
+"""The proxy's state: upstream credentials, client keys, settings, quota state and traces.
+
+Nothing here knows HTTP or wire formats. Request-time code never reads these models directly: it
+reads the in-process snapshot built by ``accounts.pool``, which is rebuilt when ``PoolVersion``
+changes (every save below bumps it through ``accounts.signals``).
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+from accounts import crypto, keys, patterns
+
+
+class Provider(models.TextChoices):
+    ANTHROPIC = "anthropic", "Anthropic"
+    GEMINI = "gemini", "Gemini"
+    OPENAI = "openai", "OpenAI-compatible"
+
+
+DEFAULT_BASE_URLS = {
+    Provider.ANTHROPIC: "https://api.anthropic.com",
+    Provider.GEMINI: "https://generativelanguage.googleapis.com",
+    Provider.OPENAI: "",
+}
+
+
+class RoutingStrategy(models.TextChoices):
+    ROUND_ROBIN = "round-robin", "Round-robin"
+    FILL_FIRST = "fill-first", "Fill-first"
+    WEIGHTED_ROUND_ROBIN = "weighted-round-robin", "Weighted round-robin"
+
+
+class Credential(models.Model):
+    """One upstream account: an API key or OAuth token for one provider."""
+
+    provider = models.CharField(max_length=20, choices=Provider.choices, default=Provider.ANTHROPIC)
+    label = models.CharField(max_length=100, help_text="A name operators recognise.")
+    secret_encrypted = models.TextField(editable=False, default="")
+    secret_hint = models.CharField(max_length=12, editable=False, default="")
+    base_url = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="Empty: the provider's default (api.anthropic.com, generativelanguage."
+        "googleapis.com). Required for OpenAI-compatible providers, e.g. https://host/v1.",
+    )
+    extra_headers = models.JSONField(
+        default=dict, blank=True, help_text='Sent with every upstream call, e.g. {"x-team": "a"}.'
+    )
+    proxy_url = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="http://, https:// or socks5:// proxy for this credential. Empty: the global "
+        "proxy from the settings; 'direct' bypasses it.",
+    )
+    priority = models.IntegerField(default=0, help_text="Higher is preferred.")
+    weight = models.IntegerField(default=1, help_text="Weighted round-robin share; 0 excludes.")
+    prefix = models.CharField(
+        max_length=50,
+        blank=True,
+        help_text="Clients can address this credential's models as <prefix>/<model>.",
+    )
+    excluded_models = models.TextField(
+        blank=True,
+        help_text="Models never routed here, one per line or comma-separated; * is a wildcard.",
+    )
+    enabled = models.BooleanField(default=True)
+    disable_cooling = models.BooleanField(
+        null=True, blank=True, help_text="Unknown = use the global setting."
+    )
+    request_retry = models.IntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="Extra retry rounds for this credential. Empty = the global setting.",
+    )
+    # Per-provider knobs for OpenAI-compatible servers, which differ on these.
+    openai_max_tokens_field = models.CharField(
+        max_length=30,
+        default="max_tokens",
+        choices=[("max_tokens", "max_tokens"), ("max_completion_tokens", "max_completion_tokens")],
+        verbose_name="OpenAI: max tokens field",
+    )
+    openai_include_usage = models.BooleanField(
+        default=True, verbose_name="OpenAI: send stream_options.include_usage"
+    )
+    openai_reasoning_field = models.CharField(
+        max_length=30,
+        default="reasoning_content",
+        blank=True,
+        verbose_name="OpenAI: reasoning field echoed in history",
+        help_text="reasoning_content (DeepSeek, vLLM), reasoning (OpenRouter), or empty.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-priority", "id"]
+
+    def __str__(self) -> str:
+        # Never the secret: __str__ ends up in admin pages, logs and error messages.
+        return f"{self.label} ({self.get_provider_display()})"
+
+    def set_secret(self, plaintext: str) -> None:
+        plaintext = plaintext.strip()
+        self.secret_encrypted = crypto.encrypt(plaintext)
+        self.secret_hint = crypto.hint(plaintext)
+
+    def get_secret(self) -> str:
+        return crypto.decrypt(self.secret_encrypted) if self.secret_encrypted else ""
+
+    @property
+    def effective_base_url(self) -> str:
+        return (self.base_url or DEFAULT_BASE_URLS.get(self.provider, "")).rstrip("/")
+
+    def clean(self) -> None:
+        if self.provider == Provider.OPENAI and not self.base_url:
+            raise ValidationError({"base_url": "OpenAI-compatible credentials need a base URL."})
+        if not isinstance(self.extra_headers, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.extra_headers.items()
+        ):
+            raise ValidationError({"extra_headers": "Use a JSON object of string values."})
+        if self.prefix and ("/" in self.prefix or self.prefix != self.prefix.strip()):
+            raise ValidationError({"prefix": "A prefix cannot contain '/' or spaces."})
+
+    @property
+    def excluded_list(self) -> list[str]:
+        return patterns.split_list(self.excluded_models)
+
+
+class CredentialModel(models.Model):
+    """A model a credential serves, optionally under another client-visible name."""
+
+    credential = models.ForeignKey(Credential, on_delete=models.CASCADE, related_name="models")
+    name = models.CharField(max_length=200, help_text="The upstream model name.")
+    alias = models.CharField(
+        max_length=200, blank=True, help_text="What clients ask for. Empty: the upstream name."
+    )
+    display_name = models.CharField(max_length=200, blank=True)
+    max_input_tokens = models.PositiveIntegerField(null=True, blank=True)
+    max_tokens = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = "model"
+
+    def __str__(self) -> str:
+        return f"{self.name} → {self.alias}" if self.alias else self.name
+
+
+class ClientKey(models.Model):
+    """A key clients present to the proxy. Only an HMAC of it is stored (see accounts.keys)."""
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    enabled = models.BooleanField(default=True)
+    allowed_models = models.TextField(
+        blank=True,
+        help_text="Empty: every model. Otherwise one pattern per line or comma-separated; "
+        "* is a wildcard.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @classmethod
+    def issue(cls, name: str, allowed_models: str = "") -> tuple[ClientKey, str]:
+        """Create a key; the plaintext is returned once and never stored."""
+        plaintext = keys.generate()
+        client_key = cls.objects.create(
+            name=name,
+            prefix=keys.visible_prefix(plaintext),
+            digest=keys.digest(plaintext),
+            allowed_models=allowed_models,
+        )
+        return client_key, plaintext
+
+    @property
+    def allowed_list(self) -> list[str]:
+        return patterns.split_list(self.allowed_models)
+
+
+class ProxySettings(models.Model):
+    """Behaviour toggles, one row. Changes reach every worker within POOL_REFRESH_SECONDS."""
+
+    nonstream_keepalive_interval = models.FloatField(
+        default=0,
+        validators=[MinValueValidator(0)],
+        help_text="Seconds. When a non-streaming upstream call takes longer, write a newline "
+        "every interval so idle timeouts do not cut the connection. 0 = off.",
+    )
+    stream_keepalive_seconds = models.FloatField(
+        default=0,
+        validators=[MinValueValidator(0)],
+        help_text="Seconds without an event before ': keep-alive' is written to a stream. 0 = off.",
+    )
+    bootstrap_retries = models.PositiveIntegerField(
+        default=0,
+        help_text="Extra passes over the pool for a stream that failed before its first event.",
+    )
+    request_retry = models.PositiveIntegerField(
+        default=3, help_text="Extra rounds over the pool after 403/408/429/5xx."
+    )
+    max_retry_credentials = models.PositiveIntegerField(
+        default=0, help_text="Credentials tried per round. 0 = all."
+    )
+    max_retry_interval = models.FloatField(
+        default=30,
+        validators=[MinValueValidator(0)],
+        help_text="Seconds a request may wait for a cooldown to end before the next round. "
+        "0 = never wait.",
+    )
+    routing_strategy = models.CharField(
+        max_length=30, choices=RoutingStrategy.choices, default=RoutingStrategy.ROUND_ROBIN
+    )
+    session_affinity = models.BooleanField(
+        default=False, help_text="Keep one session on one credential so prompt caches hit."
+    )
+    session_affinity_ttl = models.PositiveIntegerField(default=3600, help_text="Seconds.")
+    disable_cooling = models.BooleanField(default=False)
+    transient_error_cooldown_seconds = models.IntegerField(
+        default=60, help_text="Cooldown after 408/5xx/529/connection errors. -1 or 0 = none."
+    )
+    passthrough_headers = models.BooleanField(
+        default=False, help_text="Forward the upstream's response headers (filtered)."
+    )
+    force_model_prefix = models.BooleanField(
+        default=False,
+        help_text="Credentials with a prefix are only reachable as <prefix>/<model>.",
+    )
+    proxy_url = models.CharField(
+        max_length=300, blank=True, help_text="Global outbound proxy for upstream calls."
+    )
+    upstream_connect_timeout = models.FloatField(
+        default=10, validators=[MinValueValidator(0.1)], help_text="Seconds."
+    )
+    upstream_read_timeout = models.FloatField(
+        default=600,
+        validators=[MinValueValidator(1)],
+        help_text="Seconds without a byte from the upstream (generations can take minutes).",
+    )
+    max_request_body_bytes = models.PositiveIntegerField(
+        default=32 * 1024 * 1024, help_text="Larger requests get 413 request_too_large."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "proxy settings"
+        verbose_name_plural = "proxy settings"
+
+    def __str__(self) -> str:
+        return "Proxy settings"
+
+    def save(self, *args, **kwargs) -> None:
+        self.pk = 1  # a singleton
+        super().save(*args, **kwargs)
+
+    @classmethod
+    def load(cls) -> ProxySettings:
+        settings, _ = cls.objects.get_or_create(pk=1)
+        return settings
+
+
+class QuotaStatus(models.TextChoices):
+    OK = "ok", "OK"
+    COOLING = "cooling", "Cooling down"
+    ATTENTION = "attention", "Needs attention"
+
+
+class QuotaState(models.Model):
+    """Availability of one credential for one upstream model ('' = the whole credential)."""
+
+    credential = models.ForeignKey(Credential, on_delete=models.CASCADE, related_name="quota")
+    model = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=12, choices=QuotaStatus.choices, default=QuotaStatus.OK)
+    reason = models.CharField(max_length=40, blank=True)
+    last_status = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+    backoff_level = models.PositiveIntegerField(default=0)
+    reset_source = models.CharField(
+        max_length=60, blank=True, help_text="Where next_retry_at came from."
+    )
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["credential", "model"], name="quota_unique_model")
+        ]
+        ordering = ["credential_id", "model"]
+
+    def __str__(self) -> str:
+        return f"{self.credential_id}:{self.model or '*'} {self.status}"
+
+
+class CredentialStats(models.Model):
+    """Request outcomes per credential per hour, aggregated in memory and flushed periodically."""
+
+    credential = models.ForeignKey(Credential, on_delete=models.CASCADE, related_name="stats")
+    hour = models.DateTimeField()
+    successes = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["credential", "hour"], name="stats_unique_hour")
+        ]
+
+
+class RoutingTrace(models.Model):
+    """How one failed or retried request travelled through the pool."""
+
+    request_id = models.CharField(max_length=40, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    endpoint = models.CharField(max_length=40)
+    client_key_name = models.CharField(max_length=100, blank=True)
+    model = models.CharField(max_length=200)
+    stream = models.BooleanField(default=False)
+    status = models.PositiveIntegerField()
+    attempts = models.PositiveIntegerField(default=0)
+    duration_ms = models.PositiveIntegerField(default=0)
+    steps = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.model} → {self.status}"
+
+
+class PoolVersion(models.Model):
+    """Change counters every worker polls; a bump makes them reload what changed."""
+
+    config = models.PositiveBigIntegerField(default=0)
+    quota = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"config v{self.config}, quota v{self.quota}"

@@ -1,0 +1,445 @@
+"""The in-process view of the pool that request handling reads, and the bookkeeping it writes.
+
+A worker keeps a ``Snapshot`` (credentials with decrypted secrets, client keys, settings) and a
+``QuotaBoard`` (current cooldowns) in memory. At most every ``POOL_REFRESH_SECONDS`` it reads two
+change counters (``accounts.versions``) and reloads only what changed, so while nothing changes
+there is no database query per request, and a change made anywhere (admin, command, another
+worker's 429) is seen by every worker within about a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from accounts import catalog, crypto, patterns, quota, versions
+from accounts.cooldown import Failure, QuotaRecord
+from accounts.rotation import Selector
+
+logger = logging.getLogger(__name__)
+
+MAX_CACHED_ROUTES = 2048
+
+
+class Secret:
+    """A string that does not show itself in reprs, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('****')"
+
+    __str__ = __repr__
+
+    @property
+    def is_oauth_token(self) -> bool:
+        return self._value.startswith("sk-ant-oat")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRoute:
+    upstream: str
+    alias: str
+    display_name: str = ""
+    max_input_tokens: int | None = None
+    max_tokens: int | None = None
+    created_at: str = catalog.EPOCH
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CredentialView:
+    credential_id: int
+    provider: str
+    label: str
+    secret: Secret
+    base_url: str
+    headers: dict[str, str]
+    proxy_url: str
+    priority: int
+    weight: int
+    prefix: str
+    routes: tuple[ModelRoute, ...]
+    excluded: tuple[str, ...]
+    disable_cooling: bool | None
+    request_retry: int | None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def resolve(self, requested: str, force_prefix: bool) -> str | None:
+        """The upstream model name for a client's model name, or None if not served here."""
+        name = requested
+        if self.prefix and requested.startswith(self.prefix + "/"):
+            name = requested[len(self.prefix) + 1 :]
+        elif self.prefix and force_prefix:
+            return None
+        upstream = self._upstream_for(name)
+        if upstream is None:
+            return None
+        if self.excluded and (
+            patterns.matches_any(self.excluded, name)
+            or patterns.matches_any(self.excluded, upstream)
+        ):
+            return None
+        return upstream
+
+    def _upstream_for(self, name: str) -> str | None:
+        if self.routes:
+            lowered = name.lower()
+            for route in self.routes:
+                if route.alias.lower() == lowered:
+                    return route.upstream
+            for route in self.routes:
+                if route.upstream.lower() == lowered:
+                    return route.upstream
+            return None
+        family = catalog.FAMILY_PREFIXES.get(self.provider)
+        if family and name.startswith(family) and "/" not in name:
+            return name
+        return None
+
+    def listed_models(self, force_prefix: bool) -> list[tuple[str, ModelRoute]]:
+        """(client-visible id, route) for /v1/models."""
+        if self.routes:
+            base = list(self.routes)
+        else:
+            base = [
+                ModelRoute(
+                    m.id, m.id, m.display_name, m.max_input_tokens, m.max_tokens, m.created_at
+                )
+                for m in catalog.CATALOGS.get(self.provider, ())
+            ]
+        listed = []
+        for route in base:
+            if self.excluded and (
+                patterns.matches_any(self.excluded, route.alias)
+                or patterns.matches_any(self.excluded, route.upstream)
+            ):
+                continue
+            if self.prefix:
+                listed.append((f"{self.prefix}/{route.alias}", route))
+                if force_prefix:
+                    continue
+            listed.append((route.alias, route))
+        return listed
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One way to serve a request: a credential and the upstream model name to ask it for."""
+
+    credential: CredentialView
+    upstream_model: str
+
+    @property
+    def credential_id(self) -> int:
+        return self.credential.credential_id
+
+    @property
+    def priority(self) -> int:
+        return self.credential.priority
+
+    @property
+    def weight(self) -> int:
+        return self.credential.weight
+
+
+@dataclass(frozen=True, slots=True)
+class ClientKeyView:
+    key_id: int
+    name: str
+    prefix: str
+    digest: str
+    allowed_models: tuple[str, ...]
+
+    def may_use(self, model: str) -> bool:
+        return not self.allowed_models or patterns.matches_any(self.allowed_models, model)
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    nonstream_keepalive_interval: float = 0
+    stream_keepalive_seconds: float = 0
+    bootstrap_retries: int = 0
+    request_retry: int = 3
+    max_retry_credentials: int = 0
+    max_retry_interval: float = 30
+    routing_strategy: str = "round-robin"
+    session_affinity: bool = False
+    session_affinity_ttl: int = 3600
+    disable_cooling: bool = False
+    transient_error_cooldown_seconds: int = 60
+    passthrough_headers: bool = False
+    force_model_prefix: bool = False
+    proxy_url: str = ""
+    upstream_connect_timeout: float = 10
+    upstream_read_timeout: float = 600
+    max_request_body_bytes: int = 32 * 1024 * 1024
+
+    def cooling_disabled_for(self, credential: CredentialView) -> bool:
+        if credential.disable_cooling is not None:
+            return credential.disable_cooling
+        return self.disable_cooling
+
+    def retry_rounds_for(self, credential: CredentialView) -> int:
+        if credential.request_retry is not None:
+            return credential.request_retry
+        return self.request_retry
+
+
+@dataclass(eq=False)
+class Snapshot:
+    version: int
+    config: ProxyConfig
+    credentials: tuple[CredentialView, ...]
+    keys: dict[str, ClientKeyView]
+    unreadable: tuple[str, ...] = ()
+    _routes: dict[str, tuple[Route, ...]] = field(default_factory=dict)
+    # Filled lazily by claude_api.models_list for GET /v1/models.
+    model_entries: list[dict[str, Any]] | None = None
+
+    def routes_for(self, model: str) -> tuple[Route, ...]:
+        """Every enabled credential that serves ``model``, by priority (highest first) then id."""
+        cached = self._routes.get(model)
+        if cached is not None:
+            return cached
+        force = self.config.force_model_prefix
+        routes = []
+        for credential in self.credentials:
+            upstream = credential.resolve(model, force)
+            if upstream is not None:
+                routes.append(Route(credential, upstream))
+        routes.sort(key=lambda r: (-r.priority, r.credential_id))
+        if len(self._routes) >= MAX_CACHED_ROUTES:
+            self._routes.clear()
+        result = self._routes[model] = tuple(routes)
+        return result
+
+    def credential(self, credential_id: int) -> CredentialView | None:
+        for credential in self.credentials:
+            if credential.credential_id == credential_id:
+                return credential
+        return None
+
+
+def load_snapshot() -> Snapshot:
+    """Build a snapshot from the database (synchronous; call through database_sync_to_async)."""
+    from accounts.models import ClientKey, Credential, ProxySettings
+
+    version = versions.read_from_database()[0]
+    row = ProxySettings.load()
+    config = ProxyConfig(**{f: getattr(row, f) for f in ProxyConfig.__dataclass_fields__})
+    views, unreadable = [], []
+    for credential in Credential.objects.filter(enabled=True).prefetch_related("models"):
+        try:
+            secret = credential.get_secret()
+        except crypto.SecretUnavailable:
+            unreadable.append(credential.label)
+            logger.error("credential %r skipped: its secret cannot be decrypted", credential.label)
+            continue
+        views.append(_credential_view(credential, secret, config))
+    keys = {
+        key.digest: ClientKeyView(key.pk, key.name, key.prefix, key.digest, tuple(key.allowed_list))
+        for key in ClientKey.objects.filter(enabled=True)
+    }
+    return Snapshot(version, config, tuple(views), keys, tuple(unreadable))
+
+
+def _credential_view(credential, secret: str, config: ProxyConfig) -> CredentialView:
+    # "" = the environment's proxy settings; "direct" = none at all (see claude_api.http).
+    proxy_url = credential.proxy_url.strip() or config.proxy_url.strip()
+    if proxy_url.lower() in ("direct", "none"):
+        proxy_url = "direct"
+    routes = tuple(
+        ModelRoute(
+            upstream=m.name,
+            alias=m.alias or m.name,
+            display_name=m.display_name or m.alias or m.name,
+            max_input_tokens=m.max_input_tokens,
+            max_tokens=m.max_tokens,
+            created_at=credential.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
+        for m in credential.models.all()
+    )
+    return CredentialView(
+        credential_id=credential.pk,
+        provider=credential.provider,
+        label=credential.label,
+        secret=Secret(secret),
+        base_url=credential.effective_base_url,
+        headers=dict(credential.extra_headers or {}),
+        proxy_url=proxy_url,
+        priority=credential.priority,
+        weight=credential.weight,
+        prefix=credential.prefix.strip(),
+        routes=routes,
+        excluded=tuple(credential.excluded_list),
+        disable_cooling=credential.disable_cooling,
+        request_retry=credential.request_retry,
+        options={
+            "max_tokens_field": credential.openai_max_tokens_field,
+            "include_usage": credential.openai_include_usage,
+            "reasoning_field": credential.openai_reasoning_field,
+        },
+    )
+
+
+class QuotaBoard:
+    """Cooldowns currently known to this worker, keyed by (credential id, model); '' = all models."""
+
+    def __init__(self) -> None:
+        self.version = -1
+        self.records: dict[tuple[int, str], QuotaRecord] = {}
+
+    def blocking(self, credential_id: int, model: str, now: float) -> QuotaRecord | None:
+        for key in ((credential_id, ""), (credential_id, model)):
+            record = self.records.get(key)
+            if record is not None and record.blocks(now):
+                return record
+        return None
+
+    def get(self, credential_id: int, model: str) -> QuotaRecord | None:
+        return self.records.get((credential_id, model))
+
+    def put(self, credential_id: int, model: str, record: QuotaRecord | None) -> None:
+        if record is None or record.is_clean:
+            self.records.pop((credential_id, model), None)
+        else:
+            self.records[(credential_id, model)] = record
+
+
+class Counters:
+    """Successes and failures per credential and client-key last use, flushed periodically."""
+
+    def __init__(self) -> None:
+        self.successes: Counter[int] = Counter()
+        self.failures: Counter[int] = Counter()
+        self.keys_used: dict[int, float] = {}
+        self.flushed_at = time.monotonic()
+        self.flushes = 0
+
+    def drain(self) -> tuple[dict[int, int], dict[int, int], dict[int, float]]:
+        drained = (dict(self.successes), dict(self.failures), dict(self.keys_used))
+        self.successes.clear()
+        self.failures.clear()
+        self.keys_used.clear()
+        self.flushed_at = time.monotonic()
+        self.flushes += 1
+        return drained
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.successes or self.failures or self.keys_used)
+
+
+class Pool:
+    """This worker's pool state. One instance per process (``pool`` below)."""
+
+    def __init__(self) -> None:
+        self.snapshot: Snapshot | None = None
+        self.board = QuotaBoard()
+        self.selector = Selector()
+        self.counters = Counters()
+        self._checked_at = 0.0
+        self._background: set[asyncio.Task] = set()
+
+    def reset(self) -> None:
+        """Forget everything (tests, and after a fork)."""
+        self.__init__()
+
+    async def current(self) -> Snapshot:
+        if (
+            self.snapshot is None
+            or time.monotonic() - self._checked_at >= settings.POOL_REFRESH_SECONDS
+        ):
+            await self.refresh()
+        assert self.snapshot is not None
+        if time.monotonic() - self.counters.flushed_at >= settings.STATS_FLUSH_SECONDS:
+            self.spawn(self.flush())
+        return self.snapshot
+
+    async def refresh(self) -> None:
+        # Mark first so concurrent requests do not all run the check.
+        self._checked_at = time.monotonic()
+        current = await versions.read()
+        if current is None:
+            current = await database_sync_to_async(versions.read_from_database)()
+        config_version, quota_version = current
+        if self.snapshot is None or self.snapshot.version != config_version:
+            snapshot = await database_sync_to_async(load_snapshot)()
+            # With Redis the counter we compare against is Redis's, not the database's.
+            snapshot.version = config_version
+            self.snapshot = snapshot
+        if self.board.version != quota_version:
+            records = await database_sync_to_async(quota.load_records)()
+            self.board.records = records
+            self.board.version = quota_version
+
+    async def record_failure(
+        self, route: Route, failure: Failure, config: ProxyConfig
+    ) -> QuotaRecord | None:
+        self.counters.failures[route.credential_id] += 1
+        if not failure.counts_against_credential:
+            return None
+        record = await database_sync_to_async(quota.persist_failure)(
+            route.credential_id,
+            route.upstream_model,
+            failure,
+            time.time(),
+            transient_seconds=config.transient_error_cooldown_seconds,
+            cooling_disabled=config.cooling_disabled_for(route.credential),
+        )
+        if record is not None:
+            scope = "" if failure.credential_wide else route.upstream_model
+            self.board.put(route.credential_id, scope, record)
+        return record
+
+    async def record_success(self, route: Route) -> None:
+        self.counters.successes[route.credential_id] += 1
+        # Only the first success after a failure writes: it clears that model's state.
+        if self.board.get(route.credential_id, route.upstream_model) is not None:
+            self.board.put(route.credential_id, route.upstream_model, None)
+            await database_sync_to_async(quota.persist_success)(
+                route.credential_id, route.upstream_model
+            )
+
+    def key_used(self, key_id: int) -> None:
+        self.counters.keys_used[key_id] = time.time()
+
+    async def flush(self) -> None:
+        if not self.counters.pending:
+            self.counters.flushed_at = time.monotonic()
+            return
+        drained = self.counters.drain()
+        try:
+            await database_sync_to_async(quota.flush_counters)(*drained, time.time())
+            if self.counters.flushes % 100 == 1:
+                await database_sync_to_async(quota.prune_traces)(time.time())
+        except Exception:
+            logger.exception("could not flush request counters")
+
+    def spawn(self, coroutine: Coroutine) -> None:
+        """Run bookkeeping off the request path; keep a reference so it is not collected."""
+        task = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def settle(self) -> None:
+        """Wait for background bookkeeping (tests, shutdown)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+
+pool = Pool()

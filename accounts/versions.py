@@ -1,0 +1,89 @@
+"""Change counters shared by every worker: bump on a write, poll to notice other workers' writes.
+
+Two counters: ``config`` (credentials, client keys, settings) and ``quota`` (cooldown state).
+They live in the ``PoolVersion`` row; with REDIS_URL set they are mirrored in Redis, which is then
+what workers poll (cheaper than a database round trip, and the database stays the record).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from functools import cache
+
+from django.conf import settings
+from django.db.models import F
+
+logger = logging.getLogger(__name__)
+
+REDIS_KEYS = ("claude-proxy:version:config", "claude-proxy:version:quota")
+
+
+def bump(*, config: bool = False, quota: bool = False) -> None:
+    from accounts.models import PoolVersion
+
+    changes = {}
+    if config:
+        changes["config"] = F("config") + 1
+    if quota:
+        changes["quota"] = F("quota") + 1
+    if not changes:
+        return
+    if not PoolVersion.objects.filter(pk=1).update(**changes):
+        PoolVersion.objects.get_or_create(pk=1)
+        PoolVersion.objects.filter(pk=1).update(**changes)
+    if settings.REDIS_URL:
+        try:
+            client = _sync_redis()
+            pipe = client.pipeline()
+            if config:
+                pipe.incr(REDIS_KEYS[0])
+            if quota:
+                pipe.incr(REDIS_KEYS[1])
+            pipe.execute()
+        except Exception as exc:  # noqa: BLE001 - Redis is an accelerator, the database is the record
+            logger.warning("could not publish a version bump to Redis: %s", type(exc).__name__)
+
+
+def read_from_database() -> tuple[int, int]:
+    from accounts.models import PoolVersion
+
+    row = PoolVersion.objects.filter(pk=1).values_list("config", "quota").first()
+    return row if row else (0, 0)
+
+
+async def read() -> tuple[int, int] | None:
+    """The current counters from Redis, or None when Redis is not configured or unreachable."""
+    if not settings.REDIS_URL:
+        return None
+    try:
+        values = await _async_redis().mget(REDIS_KEYS)
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("could not read versions from Redis: %s", type(exc).__name__)
+        return None
+    return int(values[0] or 0), int(values[1] or 0)
+
+
+@cache
+def _sync_redis():
+    import redis
+
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+
+
+_async_clients: dict[int, object] = {}
+
+
+def _async_redis():
+    """One client per event loop (a redis.asyncio pool is bound to the loop that created it)."""
+    import redis.asyncio
+
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(id(loop))
+    if client is None:
+        _async_clients.clear()
+        client = redis.asyncio.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2
+        )
+        _async_clients[id(loop)] = client
+    return client

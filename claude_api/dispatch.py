@@ -1,0 +1,354 @@
+"""One request's journey through the pool: pick a credential, try it, fail over, retry rounds.
+
+Before the first byte reaches the client, an eligible failure moves the request to the next
+candidate. Round 0 tries every eligible credential once (at most ``max_retry_credentials``).
+After a failed round whose last error is 403/408/429/5xx, another round starts if a credential
+allowed that many rounds (``request_retry``, per credential or global) is free now or frees up
+within ``max_retry_interval``. Request faults (the client's request is wrong) return at once.
+When nothing was attempted because everything is cooling down, the client gets 429 with
+Retry-After; when attempts failed, the client gets the last upstream error as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from channels.db import database_sync_to_async
+
+from accounts import cooldown, quota
+from accounts.pool import Route, Snapshot, pool
+from claude_api.errors import AllCoolingDown, NoCredentialAvailable, ProxyError, UpstreamError
+from claude_api.providers import provider_for
+from claude_api.providers.base import EventStream, Reply, UpstreamCall
+from claude_api.request import COUNT_TOKENS, ClientRequest, session_id
+from claude_api.sse import SSEEvent
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# Stream bootstrap passes are repeated only for failures that another pass could fix.
+BOOTSTRAP_RETRY_STATUSES = frozenset({0, 401, 402, 403, 408, 429}) | frozenset(range(500, 600))
+
+
+@dataclass(slots=True)
+class OpenedStream:
+    """A stream whose upstream has produced its first event; nothing sent to the client yet."""
+
+    route: Route
+    first: SSEEvent
+    events: EventStream
+
+
+class Dispatch:
+    def __init__(self, request: ClientRequest, snapshot: Snapshot) -> None:
+        self.request = request
+        self.snapshot = snapshot
+        self.config = snapshot.config
+        self.routes = snapshot.routes_for(request.model)
+        self.session = (
+            session_id(request.headers, request.body) if self.config.session_affinity else None
+        )
+        self.steps: list[dict] = []
+        self.attempts = 0
+        self.route: Route | None = None
+        self.started = time.monotonic()
+        self._noted_skips: set[int] = set()
+        self._saved = False
+
+    # Operations ---------------------------------------------------------------------------
+
+    async def send(self) -> Reply:
+        """A non-streaming message or a token count."""
+        if self.request.endpoint == COUNT_TOKENS:
+            return await self.run(
+                lambda call: provider_for(call.credential.provider).count_tokens(call)
+            )
+        return await self.run(lambda call: provider_for(call.credential.provider).send(call))
+
+    async def open_stream(self) -> OpenedStream:
+        """Try credentials until one produces a first event (``bootstrap_retries`` extra passes)."""
+        passes = 1 + self.config.bootstrap_retries
+        for number in range(passes):
+            try:
+                return await self.run(self._open_one, succeed_on_return=False)
+            except UpstreamError as exc:
+                if (
+                    exc.request_fault
+                    or number == passes - 1
+                    or exc.upstream_status not in BOOTSTRAP_RETRY_STATUSES
+                ):
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _open_one(self, call: UpstreamCall) -> OpenedStream:
+        events = await provider_for(call.credential.provider).stream(call)
+        try:
+            first = await events.__anext__()
+        except StopAsyncIteration:
+            await events.aclose()
+            raise UpstreamError(
+                f"The upstream stream ({call.credential.label}) ended with no event.",
+                status=0,
+                error_type="api_error",
+            ) from None
+        except BaseException:
+            await events.aclose()
+            raise
+        return OpenedStream(call.route, first, events)
+
+    # The loop ------------------------------------------------------------------------------
+
+    async def run(
+        self, operation: Callable[[UpstreamCall], Awaitable[T]], *, succeed_on_return: bool = True
+    ) -> T:
+        config = self.config
+        key = self.request.model
+        rounds = max((config.retry_rounds_for(r.credential) for r in self.routes), default=0)
+        cursor = pool.selector.next_cursor(key)
+        last_error: UpstreamError | None = None
+        for round_number in range(rounds + 1):
+            tried: set[int] = set()
+            while not (config.max_retry_credentials and len(tried) >= config.max_retry_credentials):
+                route = self._pick(round_number, tried, cursor)
+                if route is None:
+                    break
+                tried.add(route.credential_id)
+                try:
+                    result = await self._attempt(route, round_number, operation)
+                except UpstreamError as exc:
+                    last_error = exc
+                    if exc.request_fault:
+                        raise
+                    continue
+                if succeed_on_return:
+                    await self.succeeded(route)
+                return result
+            if last_error is None:
+                raise self._nothing_available()
+            if round_number == rounds or not cooldown.starts_retry_round(
+                last_error.upstream_status
+            ):
+                break
+            wait = self._wait_before_round(round_number + 1)
+            if wait is None:
+                break
+            if wait > 0:
+                self.steps.append({"outcome": "waited", "seconds": round(wait, 3)})
+                await asyncio.sleep(wait)
+        assert last_error is not None
+        raise last_error
+
+    def _pick(self, round_number: int, tried: set[int], cursor: int) -> Route | None:
+        now = time.time()
+        available = []
+        for route in self.routes:
+            if route.credential_id in tried:
+                continue
+            if self.config.retry_rounds_for(route.credential) < round_number:
+                continue
+            record = pool.board.blocking(route.credential_id, route.upstream_model, now)
+            if record is not None:
+                self._note_skip(route, record)
+                continue
+            available.append(route)
+        return pool.selector.pick(
+            available,
+            strategy=self.config.routing_strategy,
+            key=self.request.model,
+            cursor=cursor,
+            session_id=self.session,
+            now=now,
+        )
+
+    async def _attempt(
+        self,
+        route: Route,
+        round_number: int,
+        operation: Callable[[UpstreamCall], Awaitable[T]],
+    ) -> T:
+        self.attempts += 1
+        started = time.monotonic()
+        call = UpstreamCall(self.request, route, self.config)
+        try:
+            result = await operation(call)
+        except UpstreamError as exc:
+            await self.failed(route, exc, round_number=round_number, started=started)
+            raise
+        self.route = route
+        self.steps.append(
+            self._step(route, "ok", round_number=round_number, started=started, status=200)
+        )
+        return result
+
+    # Outcomes ------------------------------------------------------------------------------
+
+    async def failed(
+        self,
+        route: Route,
+        exc: UpstreamError,
+        *,
+        round_number: int | None = None,
+        started: float | None = None,
+        after_first_byte: bool = False,
+    ) -> None:
+        """Classify an upstream failure and record it against the credential."""
+        failure = cooldown.classify(
+            status=exc.upstream_status,
+            error_type=exc.error_type,
+            message=exc.message,
+            headers=exc.upstream_headers,
+            now=time.time(),
+            code=exc.code,
+            body_retry_after=exc.body_retry_after,
+        )
+        exc.request_fault = failure.kind is cooldown.FailureKind.REQUEST_FAULT
+        record = await pool.record_failure(route, failure, self.config)
+        if self.session and failure.counts_against_credential:
+            pool.selector.unbind(self.request.model, self.session)
+        step = self._step(
+            route,
+            "failed" if not after_first_byte else "failed after first byte",
+            round_number=round_number,
+            started=started,
+            status=exc.upstream_status,
+        )
+        step["error"] = f"{exc.error_type}: {exc.message}"[:500]
+        step["classified"] = failure.kind.value
+        if record is not None and record.next_retry_at:
+            step["cooling_until"] = _iso(record.next_retry_at)
+        self.steps.append(step)
+        logger.info(
+            "upstream %s failed for %s (%s %s, %s)",
+            route.credential.label,
+            self.request.model,
+            exc.upstream_status,
+            exc.error_type,
+            failure.kind.value,
+        )
+
+    async def succeeded(self, route: Route) -> None:
+        self.route = route
+        await pool.record_success(route)
+        if self.session:
+            pool.selector.bind(
+                self.request.model,
+                self.session,
+                route.credential_id,
+                self.config.session_affinity_ttl,
+                time.time(),
+            )
+
+    def _nothing_available(self) -> ProxyError:
+        now = time.time()
+        records = [
+            record
+            for route in self.routes
+            if (record := pool.board.blocking(route.credential_id, route.upstream_model, now))
+        ]
+        if records and len(records) == len(self.routes):
+            soonest = min(records, key=lambda r: r.next_retry_at or now)
+            return AllCoolingDown(
+                self.request.model, (soonest.next_retry_at or now) - now, soonest.reason
+            )
+        return NoCredentialAvailable(
+            f"No credential can serve model {self.request.model} right now "
+            "(check weights and retry settings)."
+        )
+
+    def _wait_before_round(self, round_number: int) -> float | None:
+        """Seconds to wait before the next round, or None if the round should not happen."""
+        now = time.time()
+        soonest: float | None = None
+        for route in self.routes:
+            if self.config.retry_rounds_for(route.credential) < round_number:
+                continue
+            record = pool.board.blocking(route.credential_id, route.upstream_model, now)
+            if record is None:
+                return 0.0
+            retryable = (record.last_status or 0) in cooldown.RETRY_ROUND_STATUSES or (
+                record.reason in ("rate_limited", "credential_quota")
+            )
+            if retryable and record.next_retry_at is not None:
+                soonest = (
+                    record.next_retry_at if soonest is None else min(soonest, record.next_retry_at)
+                )
+        if soonest is None:
+            return None
+        wait = soonest - now
+        limit = self.config.max_retry_interval
+        if limit <= 0 or wait > limit:
+            return None
+        # Land just after the window closes rather than just before it.
+        return wait + 0.05
+
+    # Trace ---------------------------------------------------------------------------------
+
+    def _step(
+        self,
+        route: Route,
+        outcome: str,
+        *,
+        round_number: int | None,
+        started: float | None,
+        status: int | None,
+    ) -> dict:
+        step = {
+            "credential": route.credential.label,
+            "credential_id": route.credential_id,
+            "model": route.upstream_model,
+            "outcome": outcome,
+            "status": status,
+        }
+        if round_number is not None:
+            step["round"] = round_number
+        if started is not None:
+            step["ms"] = round((time.monotonic() - started) * 1000, 1)
+        return step
+
+    def _note_skip(self, route: Route, record) -> None:
+        if route.credential_id in self._noted_skips:
+            return
+        self._noted_skips.add(route.credential_id)
+        self.steps.append(
+            {
+                "credential": route.credential.label,
+                "credential_id": route.credential_id,
+                "model": route.upstream_model,
+                "outcome": "skipped",
+                "reason": f"{record.status} until {_iso(record.next_retry_at)} ({record.reason})",
+            }
+        )
+
+    @property
+    def worth_tracing(self) -> bool:
+        return any(step["outcome"] != "ok" for step in self.steps) or self.attempts > 1
+
+    def finish(self, status: int) -> None:
+        """Keep the routing trace of a failed or retried request, off the request path."""
+        if self._saved or not (self.worth_tracing or status >= 400):
+            return
+        self._saved = True
+        trace = {
+            "request_id": self.request.request_id,
+            "endpoint": self.request.endpoint,
+            "client_key_name": self.request.client_key_name,
+            "model": self.request.model[:200],
+            "stream": self.request.stream,
+            "status": status,
+            "attempts": self.attempts,
+            "duration_ms": int((time.monotonic() - self.started) * 1000),
+            "steps": self.steps,
+        }
+        pool.spawn(database_sync_to_async(quota.save_trace)(trace))
+
+
+def _iso(epoch: float | None) -> str:
+    if epoch is None:
+        return "-"
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

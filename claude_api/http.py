@@ -1,0 +1,55 @@
+"""The shared upstream HTTP clients: one per event loop and outbound proxy, pooled connections.
+
+Direct connections use the aiohttp transport behind httpx's API (about a third of the per-request
+cost of httpx's default transport, see docs/performance-notes.md); proxied ones use httpx's own
+transport, which also speaks SOCKS. Timeouts are explicit on every call (see ``timeout_for``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from django.conf import settings
+from httpx_aiohttp import AiohttpTransport
+
+DIRECT = "direct"
+_clients: dict[tuple[int, str], httpx.AsyncClient] = {}
+
+
+def client_for(proxy_url: str = "") -> httpx.AsyncClient:
+    """``proxy_url``: "" = honour HTTP(S)_PROXY from the environment, "direct" = never a proxy."""
+    loop = asyncio.get_running_loop()
+    key = (id(loop), proxy_url)
+    client = _clients.get(key)
+    if client is None or client.is_closed:
+        client = _clients[key] = _build(proxy_url)
+    return client
+
+
+def _build(proxy_url: str) -> httpx.AsyncClient:
+    limits = httpx.Limits(
+        max_connections=settings.UPSTREAM_MAX_CONNECTIONS, max_keepalive_connections=100
+    )
+    if proxy_url and proxy_url != DIRECT:
+        return httpx.AsyncClient(proxy=proxy_url, limits=limits, trust_env=False)
+    transport = AiohttpTransport(limits=limits, trust_env=proxy_url != DIRECT)
+    return httpx.AsyncClient(transport=transport, limits=limits, trust_env=proxy_url != DIRECT)
+
+
+def timeout_for(connect: float, read: float) -> httpx.Timeout:
+    # read: the longest silence we accept from the upstream; generations can take minutes.
+    return httpx.Timeout(connect=connect, read=read, write=60.0, pool=connect)
+
+
+async def close_all() -> None:
+    """Close this loop's clients (tests and shutdown)."""
+    loop_id = id(asyncio.get_running_loop())
+    for key in [k for k in _clients if k[0] == loop_id]:
+        await _clients.pop(key).aclose()
+
+
+def forget_other_loops() -> None:
+    loop_id = id(asyncio.get_running_loop())
+    for key in [k for k in _clients if k[0] != loop_id]:
+        _clients.pop(key, None)

@@ -1,0 +1,178 @@
+"""Turning a dispatch into the HTTP response: SSE relay, non-stream replies, keep-alives.
+
+Streams: no response headers until the upstream's first event has arrived (so a failure before
+that is a real HTTP status and may fail over); then every event is written as it arrives; a
+failure after that ends the stream with ``event: error``, never a silent close.
+
+Non-stream with ``nonstream_keepalive_interval`` N: if the answer is not there after N seconds,
+commit 200 and write a newline every N seconds until it is. Clients cannot handle an error body
+under 200, so from then on the dispatch keeps failing over and writes an error envelope only when
+nothing is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from django.http import HttpResponse, StreamingHttpResponse
+
+from claude_api.dispatch import Dispatch, OpenedStream
+from claude_api.errors import ProxyError, UpstreamError
+from claude_api.providers.base import Reply, passthrough_headers
+from claude_api.sse import KEEPALIVE_COMMENT, encode_event
+
+logger = logging.getLogger(__name__)
+
+ATTEMPTS_HEADER = "x-proxy-attempts"
+JSON = "application/json"
+SSE = "text/event-stream; charset=utf-8"
+
+
+async def reply_response(dispatch: Dispatch) -> HttpResponse | StreamingHttpResponse:
+    """A non-streaming message or token count, with the keep-alive when it is configured."""
+    interval = dispatch.config.nonstream_keepalive_interval
+    if interval <= 0 or dispatch.request.endpoint != "messages":
+        try:
+            reply = await dispatch.send()
+        except ProxyError as exc:
+            dispatch.finish(exc.status)
+            raise
+        dispatch.finish(reply.status)
+        return _reply(dispatch, reply)
+
+    task = asyncio.ensure_future(dispatch.send())
+    try:
+        done, _ = await asyncio.wait({task}, timeout=interval)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if done:
+        try:
+            reply = task.result()
+        except ProxyError as exc:
+            dispatch.finish(exc.status)
+            raise
+        dispatch.finish(reply.status)
+        return _reply(dispatch, reply)
+    response = StreamingHttpResponse(
+        _keepalive_body(dispatch, task, interval), status=200, content_type=JSON
+    )
+    response[ATTEMPTS_HEADER] = str(dispatch.attempts)
+    return response
+
+
+async def _keepalive_body(
+    dispatch: Dispatch, task: asyncio.Future, interval: float
+) -> AsyncIterator[bytes]:
+    status = 200
+    try:
+        yield b"\n"  # the first interval has already passed
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=interval)
+            if done:
+                break
+            yield b"\n"
+        try:
+            reply = task.result()
+        except ProxyError as exc:
+            status = exc.status
+            yield exc.body(dispatch.request.request_id)
+        else:
+            status = reply.status
+            yield reply.body
+    except asyncio.CancelledError:
+        status = 499
+        raise
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        dispatch.finish(status)
+
+
+def _reply(dispatch: Dispatch, reply: Reply) -> HttpResponse:
+    response = HttpResponse(reply.body, status=reply.status, content_type=JSON)
+    if dispatch.config.passthrough_headers:
+        for name, value in passthrough_headers(reply.upstream_headers).items():
+            response[name] = value
+    for name, value in reply.extra_headers.items():
+        response[name] = value
+    response[ATTEMPTS_HEADER] = str(dispatch.attempts)
+    return response
+
+
+async def stream_response(dispatch: Dispatch) -> StreamingHttpResponse:
+    try:
+        opened = await dispatch.open_stream()
+    except ProxyError as exc:
+        dispatch.finish(exc.status)
+        raise
+    response = StreamingHttpResponse(_relay(dispatch, opened), content_type=SSE)
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    if dispatch.config.passthrough_headers:
+        for name, value in passthrough_headers(opened.events.upstream_headers).items():
+            if name not in response:
+                response[name] = value
+    response[ATTEMPTS_HEADER] = str(dispatch.attempts)
+    return response
+
+
+async def _relay(dispatch: Dispatch, opened: OpenedStream) -> AsyncIterator[bytes]:
+    status = 200
+    try:
+        yield opened.first.encode()
+        interval = dispatch.config.stream_keepalive_seconds
+        if interval > 0:
+            async for chunk in _with_keepalive(opened, interval):
+                yield chunk
+        else:
+            async for event in opened.events:
+                yield event.encode()
+    except UpstreamError as exc:
+        # Headers are out: the error goes in-band, and it counts against the credential.
+        status = exc.status
+        await dispatch.failed(opened.route, exc, after_first_byte=True)
+        yield encode_event("error", exc.envelope(dispatch.request.request_id))
+    except asyncio.CancelledError:
+        # The client went away: never held against the credential.
+        status = 499
+        raise
+    except Exception:
+        logger.exception("relaying a stream failed")
+        status = 500
+        error = ProxyError("The proxy failed while relaying the stream.")
+        yield encode_event("error", error.envelope(dispatch.request.request_id))
+    else:
+        await dispatch.succeeded(opened.route)
+    finally:
+        await opened.events.aclose()
+        dispatch.finish(status)
+
+
+async def _with_keepalive(opened: OpenedStream, interval: float) -> AsyncIterator[bytes]:
+    """Events as they come, and ``: keep-alive`` after every ``interval`` seconds of silence."""
+    pending: asyncio.Future | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(opened.events.__anext__())
+            done, _ = await asyncio.wait({pending}, timeout=interval)
+            if not done:
+                yield KEEPALIVE_COMMENT
+                continue
+            finished, pending = pending, None
+            try:
+                event = finished.result()
+            except StopAsyncIteration:
+                return
+            yield event.encode()
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending

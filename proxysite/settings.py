@@ -1,0 +1,153 @@
+"""Settings for the Claude API proxy.
+
+Every value comes from the environment with a development default, so a fresh checkout runs with
+``make serve`` and nothing else: SQLite under ``data/``, secrets generated once into ``data/``.
+Production sets DATABASE_URL (PostgreSQL), REDIS_URL, DJANGO_SECRET_KEY, FIELD_ENCRYPTION_KEYS
+and CLIENT_KEY_PEPPER explicitly, identical on every machine that serves the API.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from cryptography.fernet import Fernet
+
+from proxysite.env import (
+    envbool,
+    envfloat,
+    envint,
+    envlist,
+    envsecret,
+    envstr,
+    persistent_secret,
+    token,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(envstr("DATA_DIR", str(BASE_DIR / "data"))).resolve()
+
+SECRET_KEY = envsecret("DJANGO_SECRET_KEY") or persistent_secret(DATA_DIR, "secret_key", token)
+DEBUG = envbool("DEBUG", False)
+# A proxy is reached under whatever name or address clients were given; narrow this in production.
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "*")
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
+
+# Upstream secrets are encrypted with these Fernet keys (newest first; older ones still decrypt,
+# which is how keys are rotated). Generated once for a dev install when unset.
+FIELD_ENCRYPTION_KEYS = envlist("FIELD_ENCRYPTION_KEYS") or [
+    persistent_secret(DATA_DIR, "encryption_key", lambda: Fernet.generate_key().decode())
+]
+# Client keys are stored as HMAC-SHA256(CLIENT_KEY_PEPPER, key). Kept apart from SECRET_KEY so
+# rotating SECRET_KEY (sessions) does not invalidate every client key.
+CLIENT_KEY_PEPPER = envsecret("CLIENT_KEY_PEPPER") or persistent_secret(
+    DATA_DIR, "client_key_pepper", token
+)
+
+REDIS_URL = envstr("REDIS_URL")
+# How often each worker checks whether credentials, settings or quota state changed elsewhere.
+POOL_REFRESH_SECONDS = envfloat("POOL_REFRESH_SECONDS", 0.5)
+# How often aggregated success counters and "last used" times are written to the database.
+STATS_FLUSH_SECONDS = envfloat("STATS_FLUSH_SECONDS", 5.0)
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "accounts",
+    "claude_api",
+]
+
+MIDDLEWARE = [
+    "proxysite.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "proxysite.urls"
+ASGI_APPLICATION = "proxysite.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        envstr("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}"),
+        # Django's docs: persistent connections should be disabled in async mode.
+        conn_max_age=0,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several daphne processes may share the file: WAL lets readers proceed during a write, and
+    # IMMEDIATE transactions take the write lock up front instead of failing on upgrade.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # A file (not :memory:), so that daphne processes started by the live tests see the same data.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# The proxy enforces its own (admin-editable) body limit and answers 413 in the Anthropic format;
+# Django's own limit would answer with a bare 400 first.
+DATA_UPLOAD_MAX_MEMORY_SIZE = None
+
+# Messages must never carry a secret; keep them server-side anyway.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# Extra upstream knobs that are deployment-wide rather than per operator decision.
+UPSTREAM_MAX_CONNECTIONS = envint("UPSTREAM_MAX_CONNECTIONS", 1000)
+
+LOG_LEVEL = envstr("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "accounts": {"level": LOG_LEVEL},
+        "claude_api": {"level": LOG_LEVEL},
+        "django.request": {"level": "ERROR"},
+    },
+}

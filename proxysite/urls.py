@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import path
+
+from proxysite import views
+from proxysite.api import api
+
+urlpatterns = [
+    path("", views.root),
+    path("healthz", views.healthz),
+    path("admin/", admin.site.urls),
+    path("v1/", api.urls),
+]
