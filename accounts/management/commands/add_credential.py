@@ -52,7 +52,7 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError(
                 "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
-            )
+            ) from None
         with transaction.atomic():
             credential.save()
             for spec in options["model"]:
