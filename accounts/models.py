@@ -94,6 +94,14 @@ class Credential(models.Model):
         verbose_name="OpenAI: reasoning field echoed in history",
         help_text="reasoning_content (DeepSeek, vLLM), reasoning (OpenRouter), or empty.",
     )
+    source_key = models.CharField(
+        max_length=64,
+        blank=True,
+        db_index=True,
+        editable=False,
+        help_text="HMAC identity of the config entry this credential was imported from, so "
+        "re-importing the same file updates it instead of adding a copy.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

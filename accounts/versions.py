@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from functools import cache
 
 from django.conf import settings
@@ -30,7 +31,10 @@ def bump(*, config: bool = False, quota: bool = False) -> None:
     if not changes:
         return
     if not PoolVersion.objects.filter(pk=1).update(**changes):
-        PoolVersion.objects.get_or_create(pk=1)
+        # A fresh (or restored, or truncated) table starts from random counters, so a worker that
+        # remembers an old value cannot mistake the new sequence for the one it already saw.
+        start = secrets.randbelow(2**40) + 1
+        PoolVersion.objects.get_or_create(pk=1, defaults={"config": start, "quota": start})
         PoolVersion.objects.filter(pk=1).update(**changes)
     if settings.REDIS_URL:
         try:

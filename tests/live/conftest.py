@@ -1,0 +1,86 @@
+"""Real daphne processes serving the test database, for what only a real server shows:
+incremental streaming, keep-alives, client disconnects, the official SDK, several workers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import service_env
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class DaphneProcess:
+    def __init__(self, name: str, env: dict[str, str]) -> None:
+        self.name = name
+        self.port = free_port()
+        self.log = Path(env["DATA_DIR"]) / f"daphne-{name}-{os.getpid()}.log"
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self._log_file = self.log.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+             "proxysite.asgi:application"],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+        self._wait_ready()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daphne {self.name} exited:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError(f"daphne {self.name} did not start:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self._log_file.close()
+
+
+@pytest.fixture(scope="session")
+def daphne_env(django_db_setup, django_db_blocker) -> dict[str, str]:
+    return service_env()
+
+
+@pytest.fixture(scope="session")
+def daphne(daphne_env) -> Iterator[DaphneProcess]:
+    process = DaphneProcess("a", daphne_env)
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def daphne_b(daphne_env) -> Iterator[DaphneProcess]:
+    process = DaphneProcess("b", daphne_env)
+    yield process
+    process.stop()
