@@ -21,6 +21,10 @@ from accounts.pool import pool
 from claude_api import http
 from tests.fakes.upstream import FakeUpstream
 
+# Test bodies set up data with the plain ORM from inside async tests; the proxy under test does
+# its own database work on worker threads, exactly as in production.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
 FIXTURES = Path(__file__).parent / "fixtures"
 UPSTREAM_SECRET = "sk-ant-api03-upstream-secret-0001"
 
