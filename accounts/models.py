@@ -102,6 +102,11 @@ class Credential(models.Model):
         help_text="HMAC identity of the config entry this credential was imported from, so "
         "re-importing the same file updates it instead of adding a copy.",
     )
+    openai_send_reasoning_effort = models.BooleanField(
+        default=True,
+        verbose_name="OpenAI: send reasoning_effort",
+        help_text="Off for servers/models that reject it (OpenAI's non-reasoning models).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

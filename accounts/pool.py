@@ -292,6 +292,7 @@ def _credential_view(credential, secret: str, config: ProxyConfig) -> Credential
             "max_tokens_field": credential.openai_max_tokens_field,
             "include_usage": credential.openai_include_usage,
             "reasoning_field": credential.openai_reasoning_field,
+            "send_reasoning_effort": credential.openai_send_reasoning_effort,
         },
     )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 
 import pytest
@@ -33,11 +32,20 @@ async def test_it_forwards_the_body_byte_for_byte_and_returns_the_upstream_json(
 
 
 async def test_it_authenticates_upstream_with_the_api_key_and_keeps_client_headers(api, upstream):
-    make_credential(base_url=upstream.url, extra_headers={"anthropic-beta": "extra-beta-1", "x-team": "a"})
+    make_credential(
+        base_url=upstream.url, extra_headers={"anthropic-beta": "extra-beta-1", "x-team": "a"}
+    )
     await api.post(
         "/v1/messages",
-        {"model": "claude-sonnet-4-6", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]},
-        headers={"anthropic-version": "2026-10-21", "anthropic-beta": "claude-code-20250219,effort-2025-11-24"},
+        {
+            "model": "claude-sonnet-4-6",
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": "x"}],
+        },
+        headers={
+            "anthropic-version": "2026-10-21",
+            "anthropic-beta": "claude-code-20250219,effort-2025-11-24",
+        },
     )
     sent = upstream.requests[-1].headers
     assert sent["x-api-key"] == UPSTREAM_SECRET
@@ -67,7 +75,9 @@ async def test_it_maps_an_alias_to_the_upstream_name_and_back(api, upstream):
 
 async def test_it_decodes_gzip_bodies_without_a_content_encoding_header(api, upstream):
     make_credential(base_url=upstream.url)
-    upstream.script("/v1/messages", Respond.gzipped_json(anthropic_message("zipped", "claude-sonnet-4-6")))
+    upstream.script(
+        "/v1/messages", Respond.gzipped_json(anthropic_message("zipped", "claude-sonnet-4-6"))
+    )
     response = await api.message()
     assert json.loads(response.content)["content"][0]["text"] == "zipped"
 
@@ -77,7 +87,13 @@ async def test_it_reemits_upstream_errors_as_anthropic_envelopes(api, upstream):
     upstream.script(
         "/v1/messages",
         Respond.json(
-            {"error": {"message": "Your input exceeds the context window", "type": "invalid_request_error", "code": "context_too_large"}},
+            {
+                "error": {
+                    "message": "Your input exceeds the context window",
+                    "type": "invalid_request_error",
+                    "code": "context_too_large",
+                }
+            },
             status=400,
         ),
     )
@@ -103,10 +119,22 @@ async def test_it_streams_events_in_order_with_sse_headers(api, upstream):
     assert text == "Hello from the fake upstream"
 
 
-async def test_it_ends_a_stream_that_breaks_after_the_first_event_with_an_error_event(api, upstream):
+async def test_it_ends_a_stream_that_breaks_after_the_first_event_with_an_error_event(
+    api, upstream
+):
     make_credential(base_url=upstream.url)
     start = Respond.anthropic_stream("one two").chunks[:2]
-    upstream.script("/v1/messages", Respond(200, {"content-type": "text/event-stream"}, chunks=[*start, b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n"]))
+    upstream.script(
+        "/v1/messages",
+        Respond(
+            200,
+            {"content-type": "text/event-stream"},
+            chunks=[
+                *start,
+                b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n',
+            ],
+        ),
+    )
     response = await api.message(stream=True)
     events = sse_events(await read_stream(response))
     assert events[-1][0] == "error"
@@ -128,14 +156,25 @@ async def test_it_needs_no_keepalive_to_pass_a_fast_error_status_through(api, up
         (b"{not json", "not valid JSON"),
         (b"[1,2]", "must be a JSON object"),
         (b'{"max_tokens": 5, "messages": []}', "model: Field required"),
-        (b'{"model": 5, "max_tokens": 5, "messages": []}', "model: Input should be a non-empty string"),
+        (
+            b'{"model": 5, "max_tokens": 5, "messages": []}',
+            "model: Input should be a non-empty string",
+        ),
         (b'{"model": "claude-sonnet-4-6", "messages": []}', "max_tokens: Field required"),
         (b'{"model": "claude-sonnet-4-6", "max_tokens": "5", "messages": []}', "max_tokens"),
-        (b'{"model": "claude-sonnet-4-6", "max_tokens": 5, "messages": [{"role": "bot", "content": "x"}]}', "messages.0.role"),
-        (b'{"model": "claude-sonnet-4-6", "max_tokens": 5, "messages": [], "stream": "yes"}', "stream"),
+        (
+            b'{"model": "claude-sonnet-4-6", "max_tokens": 5, "messages": [{"role": "bot", "content": "x"}]}',
+            "messages.0.role",
+        ),
+        (
+            b'{"model": "claude-sonnet-4-6", "max_tokens": 5, "messages": [], "stream": "yes"}',
+            "stream",
+        ),
     ],
 )
-async def test_it_rejects_bad_input_with_a_400_envelope_naming_the_field(api, upstream, payload, message):
+async def test_it_rejects_bad_input_with_a_400_envelope_naming_the_field(
+    api, upstream, payload, message
+):
     make_credential(base_url=upstream.url)
     response = await api.post("/v1/messages", payload)
     assert response.status_code == 400
@@ -175,7 +214,13 @@ async def test_it_accepts_a_bearer_key(api, upstream):
 
     response = await AsyncClient().post(
         "/v1/messages",
-        json.dumps({"model": "claude-sonnet-4-6", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}),
+        json.dumps(
+            {
+                "model": "claude-sonnet-4-6",
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": "x"}],
+            }
+        ),
         content_type="application/json",
         headers={"authorization": f"Bearer {api.key}"},
     )

@@ -1,0 +1,306 @@
+"""Gemini and OpenAI-compatible upstreams behind the Anthropic surface (in-process)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import make_credential, read_stream, set_proxy_settings, sse_events
+from tests.fakes.upstream import Respond
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_pool")]
+
+TOOLS = [
+    {
+        "name": "get_weather",
+        "description": "Weather for a city",
+        "input_schema": {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+    }
+]
+
+
+def gemini_chunk(parts, finish=None, usage=None):
+    candidate = {"content": {"role": "model", "parts": parts}, "index": 0}
+    if finish:
+        candidate["finishReason"] = finish
+    chunk = {"candidates": [candidate], "modelVersion": "gemini-2.5-pro"}
+    if usage:
+        chunk["usageMetadata"] = usage
+    return chunk
+
+
+async def test_it_translates_a_gemini_reply_and_uses_the_api_key_header(api, upstream):
+    make_credential(provider="gemini", base_url=upstream.url, secret="AIza-gemini-key-123456")
+    upstream.script(
+        "/v1beta/models/gemini-2.5-pro:generateContent",
+        Respond.json(
+            {
+                **gemini_chunk([{"text": "Bonjour"}], "STOP"),
+                "usageMetadata": {
+                    "promptTokenCount": 12,
+                    "candidatesTokenCount": 3,
+                    "totalTokenCount": 15,
+                },
+            }
+        ),
+    )
+    response = await api.message(model="gemini-2.5-pro", system="Be brief", tools=TOOLS)
+    assert response.status_code == 200, response.content
+    message = json.loads(response.content)
+    assert message["content"] == [{"type": "text", "text": "Bonjour"}]
+    assert message["model"] == "gemini-2.5-pro"
+    assert message["usage"]["input_tokens"] == 12
+    sent = upstream.requests[-1]
+    assert sent.headers["x-goog-api-key"] == "AIza-gemini-key-123456"
+    assert sent.json()["systemInstruction"] == {"parts": [{"text": "Be brief"}]}
+    declaration = sent.json()["tools"][0]["functionDeclarations"][0]
+    assert "$schema" not in declaration["parametersJsonSchema"]
+
+
+async def test_it_streams_gemini_tool_calls_as_anthropic_events(api, upstream):
+    make_credential(provider="gemini", base_url=upstream.url, secret="AIza-gemini-key-123456")
+    chunks = [
+        gemini_chunk([{"text": "Let me check.", "thought": True}]),
+        gemini_chunk(
+            [
+                {
+                    "functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+                    "thoughtSignature": "c2lnLTE=",
+                }
+            ],
+            "STOP",
+            {"promptTokenCount": 20, "candidatesTokenCount": 5, "thoughtsTokenCount": 7},
+        ),
+    ]
+    upstream.script(
+        "/v1beta/models/gemini-2.5-pro:streamGenerateContent",
+        Respond.sse([(None, c) for c in chunks], terminator=b"\r\n\r\n", split=7),
+    )
+    response = await api.message(model="gemini-2.5-pro", tools=TOOLS, stream=True)
+    assert response.status_code == 200
+    events = sse_events(await read_stream(response))
+    names = [n for n, _ in events]
+    assert names[0] == "message_start" and names[-1] == "message_stop"
+    tool_start = next(
+        d
+        for n, d in events
+        if n == "content_block_start" and d["content_block"]["type"] == "tool_use"
+    )
+    assert tool_start["content_block"]["name"] == "get_weather"
+    arguments = "".join(
+        d["delta"]["partial_json"]
+        for n, d in events
+        if n == "content_block_delta" and d["delta"]["type"] == "input_json_delta"
+    )
+    assert json.loads(arguments) == {"city": "Paris"}
+    delta = next(d for n, d in events if n == "message_delta")
+    assert delta["delta"]["stop_reason"] == "tool_use"
+    assert delta["usage"]["output_tokens"] == 12
+    signatures = [
+        d["delta"]["signature"]
+        for n, d in events
+        if n == "content_block_delta" and d["delta"]["type"] == "signature_delta"
+    ]
+    assert "gemini.c2lnLTE=" in signatures
+    assert upstream.requests[-1].query == {"alt": ["sse"]}
+
+
+async def test_it_maps_gemini_quota_errors_to_429_with_retry_after(api, upstream):
+    make_credential(provider="gemini", base_url=upstream.url, secret="AIza-gemini-key-123456")
+    set_proxy_settings(request_retry=0)
+    upstream.script(
+        "/v1beta/models/",
+        Respond.json(
+            {
+                "error": {
+                    "code": 429,
+                    "message": "Quota exceeded",
+                    "status": "RESOURCE_EXHAUSTED",
+                    "details": [
+                        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "34s"}
+                    ],
+                }
+            },
+            status=429,
+        ),
+    )
+    response = await api.message(model="gemini-2.5-flash")
+    assert response.status_code == 429
+    assert json.loads(response.content)["error"]["type"] == "rate_limit_error"
+    assert response["retry-after"] == "34"
+
+
+async def test_it_counts_gemini_tokens_with_system_and_tools(api, upstream):
+    make_credential(provider="gemini", base_url=upstream.url, secret="AIza-gemini-key-123456")
+    upstream.script("/v1beta/models/gemini-2.5-pro:countTokens", Respond.json({"totalTokens": 321}))
+    response = await api.post(
+        "/v1/messages/count_tokens",
+        {
+            "model": "gemini-2.5-pro",
+            "system": "sys",
+            "tools": TOOLS,
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+    )
+    assert json.loads(response.content) == {"input_tokens": 321}
+    request = upstream.requests[-1].json()["generateContentRequest"]
+    assert request["model"] == "models/gemini-2.5-pro"
+    assert "systemInstruction" in request and "tools" in request
+
+
+async def test_it_translates_an_openai_reply(api, upstream):
+    make_credential(
+        provider="openai",
+        base_url=upstream.url + "/v1",
+        secret="sk-or-key-1234567890",
+        models=[("deepseek-chat", "deepseek")],
+    )
+    upstream.script(
+        "/v1/chat/completions",
+        Respond.json(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "model": "deepseek-chat",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {
+                            "role": "assistant",
+                            "content": "Hi there",
+                            "reasoning_content": "thinking…",
+                        },
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": 30,
+                    "completion_tokens": 4,
+                    "prompt_tokens_details": {"cached_tokens": 10},
+                },
+            }
+        ),
+    )
+    response = await api.message(model="deepseek")
+    message = json.loads(response.content)
+    assert [b["type"] for b in message["content"]] == ["thinking", "text"]
+    assert message["usage"]["input_tokens"] == 20
+    assert message["usage"]["cache_read_input_tokens"] == 10
+    sent = upstream.requests[-1]
+    assert sent.headers["authorization"] == "Bearer sk-or-key-1234567890"
+    assert sent.json()["model"] == "deepseek-chat"
+
+
+async def test_it_streams_openai_tool_arguments_as_they_arrive(api, upstream):
+    make_credential(
+        provider="openai",
+        base_url=upstream.url + "/v1",
+        secret="sk-x-1234567890ab",
+        models=["qwen3"],
+    )
+    base = {"id": "c1", "object": "chat.completion.chunk", "model": "qwen3"}
+    fragments = ['{"ci', 'ty": "Pa', 'ris"}']
+    chunks = [
+        {
+            **base,
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {
+                                "index": 0,
+                                "id": "call_1",
+                                "type": "function",
+                                "function": {"name": "get_weather", "arguments": ""},
+                            }
+                        ],
+                    },
+                }
+            ],
+        },
+        *[
+            {
+                **base,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"tool_calls": [{"index": 0, "function": {"arguments": f}}]},
+                    }
+                ],
+            }
+            for f in fragments
+        ],
+        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+        {**base, "choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 9}},
+    ]
+    upstream.script(
+        "/v1/chat/completions", Respond.sse([(None, c) for c in chunks], tail=[b"data: [DONE]\n\n"])
+    )
+    response = await api.message(model="qwen3", tools=TOOLS, stream=True)
+    events = sse_events(await read_stream(response))
+    deltas = [
+        d["delta"]["partial_json"]
+        for n, d in events
+        if n == "content_block_delta" and d["delta"]["type"] == "input_json_delta"
+    ]
+    assert len(deltas) >= 3
+    assert json.loads("".join(deltas)) == {"city": "Paris"}
+    message_delta = next(d for n, d in events if n == "message_delta")
+    assert message_delta["delta"]["stop_reason"] == "tool_use"
+    assert message_delta["usage"]["output_tokens"] == 9
+    sent = upstream.requests[-1].json()
+    assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+
+
+async def test_it_estimates_count_tokens_for_openai_and_says_so(api, upstream):
+    make_credential(
+        provider="openai",
+        base_url=upstream.url + "/v1",
+        secret="sk-x-1234567890ab",
+        models=["qwen3"],
+    )
+    response = await api.post(
+        "/v1/messages/count_tokens",
+        {"model": "qwen3", "messages": [{"role": "user", "content": "Hello there, how are you?"}]},
+    )
+    assert response.status_code == 200
+    assert json.loads(response.content)["input_tokens"] > 0
+    assert response["x-proxy-token-count"] == "estimate"
+    assert upstream.requests == []
+
+
+async def test_it_maps_openai_context_overflow_to_prompt_too_long(api, upstream):
+    make_credential(
+        provider="openai",
+        base_url=upstream.url + "/v1",
+        secret="sk-x-1234567890ab",
+        models=["qwen3"],
+    )
+    upstream.script(
+        "/v1/chat/completions",
+        Respond.json(
+            {
+                "error": {
+                    "message": "This model's maximum context length is 32768 tokens. However, your messages resulted in 40000 tokens.",
+                    "type": "invalid_request_error",
+                    "code": "context_length_exceeded",
+                }
+            },
+            status=400,
+        ),
+    )
+    response = await api.message(model="qwen3")
+    assert response.status_code == 400
+    assert (
+        json.loads(response.content)["error"]["message"]
+        == "prompt is too long: 40000 tokens > 32768 maximum"
+    )
