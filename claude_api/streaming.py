@@ -38,7 +38,7 @@ async def reply_response(dispatch: Dispatch) -> HttpResponse | StreamingHttpResp
         try:
             reply = await dispatch.send()
         except ProxyError as exc:
-            dispatch.finish(exc.status)
+            _failed(dispatch, exc)
             raise
         dispatch.finish(reply.status)
         return _reply(dispatch, reply)
@@ -53,7 +53,7 @@ async def reply_response(dispatch: Dispatch) -> HttpResponse | StreamingHttpResp
         try:
             reply = task.result()
         except ProxyError as exc:
-            dispatch.finish(exc.status)
+            _failed(dispatch, exc)
             raise
         dispatch.finish(reply.status)
         return _reply(dispatch, reply)
@@ -94,6 +94,12 @@ async def _keepalive_body(
         dispatch.finish(status)
 
 
+def _failed(dispatch: Dispatch, exc: ProxyError) -> None:
+    """The request ends with an error response (rendered by the API's exception handler)."""
+    exc.headers[ATTEMPTS_HEADER] = str(dispatch.attempts)
+    dispatch.finish(exc.status)
+
+
 def _reply(dispatch: Dispatch, reply: Reply) -> HttpResponse:
     response = HttpResponse(reply.body, status=reply.status, content_type=JSON)
     if dispatch.config.passthrough_headers:
@@ -109,7 +115,7 @@ async def stream_response(dispatch: Dispatch) -> StreamingHttpResponse:
     try:
         opened = await dispatch.open_stream()
     except ProxyError as exc:
-        dispatch.finish(exc.status)
+        _failed(dispatch, exc)
         raise
     response = StreamingHttpResponse(_relay(dispatch, opened), content_type=SSE)
     response["Cache-Control"] = "no-cache"

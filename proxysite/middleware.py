@@ -8,6 +8,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
 
 from claude_api.errors import MethodNotAllowed, NotFound, ProxyError
+from claude_api.streaming import ATTEMPTS_HEADER
 
 # Paths whose errors stay Django's own (the admin's pages, static files).
 HTML_PREFIXES = ("/admin/", "/static/")
@@ -41,6 +42,10 @@ class RequestIdMiddleware:
             if not request.path.startswith(HTML_PREFIXES):
                 response = _envelope(request, response.status_code)
         response["request-id"] = request.request_id
+        if request.path.startswith("/v1/") and ATTEMPTS_HEADER not in response:
+            # Every API response says how many upstream calls it took; errors the proxy
+            # answered by itself (auth, validation) took none.
+            response[ATTEMPTS_HEADER] = "0"
         return response
 
 
