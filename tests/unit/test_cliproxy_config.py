@@ -348,3 +348,16 @@ def test_it_accepts_an_empty_file():
     plan = parse("# nothing yet\n")
 
     assert (plan.settings, plan.credentials, plan.warnings) == ({}, [], [])
+
+
+def test_it_follows_yaml_anchors_and_merge_keys():
+    plan = parse(
+        "x-defaults: &defaults\n  priority: 3\n  prefix: team\n"
+        "claude-api-key:\n"
+        "  - <<: *defaults\n    api-key: k1\n"
+        "  - <<: *defaults\n    api-key: k2\n    priority: 4\n"
+    )
+
+    assert [spec.fields["priority"] for spec in plan.credentials] == [3, 4]
+    assert [spec.fields["prefix"] for spec in plan.credentials] == ["team", "team"]
+    assert plan.warnings == ["x-defaults: unknown key, ignored"]
