@@ -1,7 +1,7 @@
 """ASGI entry point: ``daphne proxysite.asgi:application`` serves the API and the admin.
 
-Static files (the admin's CSS and JS) are served by Django's static handler in front of the
-application; only /static/ requests go through it.
+API paths go to a lean handler (see proxysite.handlers); everything else (the admin, and static
+files served by Django's static handler) to Django's standard ASGI handler.
 """
 
 from __future__ import annotations
@@ -13,4 +13,15 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "proxysite.settings")
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 
-application = ASGIStaticFilesHandler(get_asgi_application())
+django_application = ASGIStaticFilesHandler(get_asgi_application())
+
+from proxysite.handlers import ApiASGIHandler, is_api_request  # noqa: E402
+
+api_application = ApiASGIHandler()
+
+
+async def application(scope, receive, send) -> None:
+    if scope["type"] == "http" and is_api_request(scope):
+        await api_application(scope, receive, send)
+    else:
+        await django_application(scope, receive, send)
