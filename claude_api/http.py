@@ -8,7 +8,9 @@ transport, which also speaks SOCKS. Timeouts are explicit on every call (see ``t
 from __future__ import annotations
 
 import asyncio
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 
+import aiohttp
 import httpx
 from django.conf import settings
 from httpx_aiohttp import AiohttpTransport
@@ -27,14 +29,36 @@ def client_for(proxy_url: str = "") -> httpx.AsyncClient:
     return client
 
 
+def _no_cookies() -> CookieJar:
+    # One client serves every credential: a cookie one upstream account sets (Cloudflare's, say)
+    # must never ride along on another account's requests. (A jar, not httpx.Cookies: httpx
+    # copies the cookies of a Cookies object into a jar with the default policy.)
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
 def _build(proxy_url: str) -> httpx.AsyncClient:
     limits = httpx.Limits(
         max_connections=settings.UPSTREAM_MAX_CONNECTIONS, max_keepalive_connections=100
     )
     if proxy_url and proxy_url != DIRECT:
-        return httpx.AsyncClient(proxy=proxy_url, limits=limits, trust_env=False)
-    transport = AiohttpTransport(limits=limits, trust_env=proxy_url != DIRECT)
-    return httpx.AsyncClient(transport=transport, limits=limits, trust_env=proxy_url != DIRECT)
+        return httpx.AsyncClient(
+            proxy=proxy_url, limits=limits, trust_env=False, cookies=_no_cookies()
+        )
+    use_environment = proxy_url != DIRECT
+
+    def session() -> aiohttp.ClientSession:
+        # aiohttp keeps cookies of its own unless told not to.
+        connector = aiohttp.TCPConnector(
+            limit=settings.UPSTREAM_MAX_CONNECTIONS, keepalive_timeout=limits.keepalive_expiry
+        )
+        return aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=use_environment
+        )
+
+    transport = AiohttpTransport(limits=limits, trust_env=use_environment, client=session)
+    return httpx.AsyncClient(
+        transport=transport, limits=limits, trust_env=use_environment, cookies=_no_cookies()
+    )
 
 
 def timeout_for(connect: float, read: float) -> httpx.Timeout:

@@ -225,3 +225,14 @@ async def test_it_accepts_a_bearer_key(api, upstream):
         headers={"authorization": f"Bearer {api.key}"},
     )
     assert response.status_code == 200
+
+
+async def test_it_never_carries_an_upstream_cookie_to_another_request(api, upstream):
+    make_credential(base_url=upstream.url)
+    upstream.script(
+        "/v1/messages",
+        Respond.json(anthropic_message("a", "m"), headers={"set-cookie": "__cf_bm=abc; Path=/"}),
+    )
+    await api.message()
+    await api.message()
+    assert "cookie" not in upstream.requests[-1].headers
