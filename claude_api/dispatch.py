@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -178,6 +179,7 @@ class Dispatch:
         try:
             result = await operation(call)
         except UpstreamError as exc:
+            exc.message = redact(exc.message, route.credential.secret.reveal())
             await self.failed(route, exc, round_number=round_number, started=started)
             raise
         self.route = route
@@ -346,6 +348,18 @@ class Dispatch:
             "steps": self.steps,
         }
         pool.spawn(database_sync_to_async(quota.save_trace)(trace))
+
+
+# Keys that upstreams echo back in error messages ("Incorrect API key provided: sk-…").
+_KEY_LIKE = re.compile(r"\b(?:sk-[A-Za-z0-9_\-*.]{6,}|AIza[0-9A-Za-z_\-]{10,})")
+
+
+def redact(message: str, secret: str) -> str:
+    """An upstream error message with the credential's secret, or anything key-like, removed:
+    the message goes to the client and into the routing trace."""
+    if secret and secret in message:
+        message = message.replace(secret, "[redacted]")
+    return _KEY_LIKE.sub("[redacted]", message)
 
 
 def _iso(epoch: float | None) -> str:
