@@ -105,7 +105,13 @@ def is_request_fault(status: int, error_type: str, code: str, message: str) -> b
         return False
     if status in (400, 422) and mentions_unsupported_model(message):
         return False
-    if error_type in REQUEST_FAULT_TYPES or code in REQUEST_FAULT_CODES:
+    if code in REQUEST_FAULT_CODES:
+        return True
+    # 403 and 404 speak about the credential or the model on that account, whatever the body's
+    # type says (OpenAI-style servers answer an unknown model with 404 invalid_request_error).
+    if status in (403, 404):
+        return False
+    if error_type in REQUEST_FAULT_TYPES:
         return True
     return status in REQUEST_FAULT_STATUSES
 
@@ -193,16 +199,17 @@ def apply_failure(
             "credential_quota",
         )
         if failure.retry_at is not None:
-            retry_at = failure.retry_at
+            retry_at, source = failure.retry_at, failure.retry_source
             # Never shorten a window that already reaches further out.
             if window_open and previous.next_retry_at and previous.next_retry_at > retry_at:
-                retry_at = previous.next_retry_at
+                # Keep the source that goes with the deadline kept: operators read them together.
+                retry_at, source = previous.next_retry_at, previous.reset_source
             return replace(
                 base,
                 status="cooling",
                 reason=failure.reason,
                 next_retry_at=retry_at,
-                reset_source=failure.retry_source,
+                reset_source=source,
             )
         if window_open:
             # A second 429 inside the open window: same deadline, same level (no double escalation).
@@ -218,6 +225,14 @@ def apply_failure(
         )
 
     if failure.kind is FailureKind.TRANSIENT:
+        open_until = previous.next_retry_at if previous.blocks(now) else None
+        if open_until is not None and (
+            transient_seconds <= 0 or open_until > now + transient_seconds
+        ):
+            # Requests already in flight when a longer window opened (a 429's reset, a 12 h
+            # not-found) still come back, often as 5xx/529 under load: recording the error must
+            # not shorten or erase that window. Same deadline, reason and level.
+            return base
         if transient_seconds <= 0:
             return replace(base, status="ok", reason=failure.reason, next_retry_at=None)
         return replace(
@@ -229,12 +244,16 @@ def apply_failure(
         )
 
     status = "attention" if failure.kind is FailureKind.ATTENTION else "cooling"
+    retry_at, source = failure.retry_at, failure.retry_source
+    if previous.blocks(now) and retry_at is not None and previous.next_retry_at > retry_at:
+        # A 401 from a request in flight must not cut a longer quota window short.
+        retry_at, source = previous.next_retry_at, previous.reset_source
     return replace(
         base,
         status=status,
         reason=failure.reason,
-        next_retry_at=failure.retry_at,
-        reset_source=failure.retry_source,
+        next_retry_at=retry_at,
+        reset_source=source,
     )
 
 

@@ -85,29 +85,34 @@ class CredentialView:
             name = requested[len(self.prefix) + 1 :]
         elif self.prefix and force_prefix:
             return None
-        upstream = self._upstream_for(name)
-        if upstream is None:
+        found = self._route_for(name)
+        if found is None:
             return None
+        upstream, alias = found
+        # The same test as listed_models: a route excluded by its alias or its upstream name is
+        # not served under either name.
         if self.excluded and (
             patterns.matches_any(self.excluded, name)
+            or patterns.matches_any(self.excluded, alias)
             or patterns.matches_any(self.excluded, upstream)
         ):
             return None
         return upstream
 
-    def _upstream_for(self, name: str) -> str | None:
+    def _route_for(self, name: str) -> tuple[str, str] | None:
+        """(upstream name, alias) of the route serving ``name``."""
         if self.routes:
             lowered = name.lower()
             for route in self.routes:
                 if route.alias.lower() == lowered:
-                    return route.upstream
+                    return route.upstream, route.alias
             for route in self.routes:
                 if route.upstream.lower() == lowered:
-                    return route.upstream
+                    return route.upstream, route.alias
             return None
         family = catalog.FAMILY_PREFIXES.get(self.provider)
         if family and name.startswith(family) and "/" not in name:
-            return name
+            return name, name
         return None
 
     def listed_models(self, force_prefix: bool) -> list[tuple[str, ModelRoute]]:

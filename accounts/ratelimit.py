@@ -3,10 +3,12 @@
 Pure functions over a lower-cased header mapping and the current time (epoch seconds). Every
 parser ignores garbage: a value it cannot read is as good as absent.
 
-Sources, most precise first:
-- ``retry-after-ms`` (milliseconds), ``retry-after`` (seconds or an HTTP date);
+Sources, in the order ``reset_hint`` consults them (the first that yields a time wins):
 - Anthropic's unified subscription windows (``anthropic-ratelimit-unified-{5h,7d}-status:
-  rejected`` with ``-reset`` as unix seconds or RFC 3339): these block the whole credential;
+  rejected`` with ``-reset`` as unix seconds or RFC 3339): these block the whole credential, and
+  a short ``retry-after`` beside them must not cut the window short;
+- ``retry-after-ms`` (milliseconds), then ``retry-after`` (seconds or an HTTP date);
+- the error body's retry delay (Google ``RetryInfo.retryDelay``), passed in by the caller;
 - Anthropic's per-limit resets (``anthropic-ratelimit-{requests,tokens,input-tokens,
   output-tokens}-reset``, RFC 3339), preferring the limits whose ``-remaining`` is 0;
 - OpenAI-style ``x-ratelimit-reset-{requests,tokens}`` as Go durations ("12ms", "1s", "6m0s").
@@ -14,6 +16,7 @@ Sources, most precise first:
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,18 +41,26 @@ class ResetHint:
 
 
 def _finite_delay(seconds: float) -> float | None:
-    if seconds != seconds or seconds < 0:  # NaN or negative
+    # NaN, infinity ("inf", "1e999") and negative values are garbage, not "wait forever".
+    if not math.isfinite(seconds) or seconds < 0:
         return None
     return min(seconds, MAX_DELAY_SECONDS)
 
 
-def parse_seconds(value: str | None) -> float | None:
+def _parse_number(value: str | None) -> float | None:
+    """A finite, non-negative number, not yet capped."""
     if value is None:
         return None
     try:
-        return _finite_delay(float(value.strip()))
+        number = float(value.strip())
     except ValueError:
         return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def parse_seconds(value: str | None) -> float | None:
+    number = _parse_number(value)
+    return None if number is None else min(number, MAX_DELAY_SECONDS)
 
 
 def parse_http_date(value: str, now: float) -> float | None:
@@ -59,7 +70,8 @@ def parse_http_date(value: str, now: float) -> float | None:
         return None
     if moment is None or moment.tzinfo is None:
         return None
-    delay = _finite_delay(moment.timestamp() - now)
+    # A date already past means "retry now" (RFC 9110), not "no information".
+    delay = _finite_delay(max(0.0, moment.timestamp() - now))
     return None if delay is None else now + delay
 
 
@@ -72,14 +84,15 @@ def parse_timestamp(value: str | None, now: float) -> float | None:
         number = float(value)
     except ValueError:
         try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            # RFC 3339 allows a lower-case "t" and "z"; fromisoformat does not.
+            moment = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
         except ValueError:
             return None
         if moment.tzinfo is None:
             return None
         epoch = moment.timestamp()
     else:
-        if number != number:
+        if not math.isfinite(number):
             return None
         # Milliseconds sneak in sometimes; anything past year 5000 in seconds is milliseconds.
         epoch = number / 1000 if number > 95_000_000_000 else number
@@ -107,9 +120,11 @@ def parse_go_duration(value: str | None) -> float | None:
 
 def retry_after(headers: Mapping[str, str], now: float) -> ResetHint | None:
     """The standard headers alone: ``retry-after-ms`` wins over ``retry-after``."""
-    millis = parse_seconds(headers.get("retry-after-ms"))
+    millis = _parse_number(headers.get("retry-after-ms"))
     if millis is not None:
-        return ResetHint(now + millis / 1000, "retry-after-ms")
+        # Cap in seconds, after converting: capping the raw milliseconds would turn a huge value
+        # into MAX_DELAY_SECONDS / 1000.
+        return ResetHint(now + min(millis / 1000, MAX_DELAY_SECONDS), "retry-after-ms")
     raw = headers.get("retry-after")
     if raw:
         seconds = parse_seconds(raw)

@@ -145,6 +145,9 @@ class Selector:
             if state is None:
                 state = self._weighted[key] = SmoothWeighted()
                 _trim(self._weighted)
+            else:
+                # Least recently used goes first when trimming, not a busy model's state.
+                self._weighted.move_to_end(key)
             return state.pick(tier)
         return tier[cursor % len(tier)]
 

@@ -171,7 +171,35 @@ class UpstreamError(ProxyError):
         return headers
 
 
+ANTHROPIC_ERROR_TYPES = frozenset(
+    {
+        "invalid_request_error",
+        "authentication_error",
+        "billing_error",
+        "permission_error",
+        "not_found_error",
+        "conflict_error",
+        "request_too_large",
+        "rate_limit_error",
+        "api_error",
+        "timeout_error",
+        "overloaded_error",
+    }
+)
+
+
 def envelope_from_upstream(status: int, body: bytes | str | None) -> tuple[str, str, str]:
+    """(error type, message, code), the type always one Anthropic clients know."""
+    error_type, message, code = _envelope_fields(status, body)
+    if error_type not in ANTHROPIC_ERROR_TYPES:
+        # OpenAI-style types (server_error, insufficient_quota, …): keep the wording, use the
+        # status's type; the original survives in ``code`` when it had none.
+        code = code or error_type
+        error_type = error_type_for_status(status)
+    return error_type, message, code
+
+
+def _envelope_fields(status: int, body: bytes | str | None) -> tuple[str, str, str]:
     """(error type, message, code) from an Anthropic-, OpenAI- or Google-style error body.
 
     Falls back to the status when the body is not JSON or has no usable fields.

@@ -160,9 +160,9 @@ def session_id(headers: Mapping[str, str], body: dict[str, Any]) -> str | None:
     ``user_<hash>_account_<id>_session_<uuid>``); generic session headers; body fields; and last
     a hash of the conversation's first texts, which stays the same as the conversation grows.
     """
-    value = headers.get("x-claude-code-session-id")
+    value = (headers.get("x-claude-code-session-id") or "").strip()
     if value:
-        return value.strip()
+        return value
     metadata = body.get("metadata")
     user_id = metadata.get("user_id") if isinstance(metadata, dict) else None
     if isinstance(user_id, str) and user_id:
@@ -170,9 +170,9 @@ def session_id(headers: Mapping[str, str], body: dict[str, Any]) -> str | None:
         if found:
             return found
     for name in SESSION_HEADERS:
-        value = headers.get(name)
-        if value:
-            return value.strip()
+        value = (headers.get(name) or "").strip()
+        if value:  # a blank header is no session at all
+            return value
     for name in ("session_id", "sessionId", "prompt_cache_key", "conversation_id"):
         value = body.get(name)
         if isinstance(value, str) and value:
@@ -212,15 +212,18 @@ def _first_text(content: Any) -> str:
 
 
 def _conversation_fingerprint(body: dict[str, Any]) -> str | None:
-    parts = [_first_text(body.get("system"))]
-    seen: set[str] = set()
+    # Only what the first request of a conversation already has: the system prompt, a system
+    # message before the first user message, and the first user text. The first assistant text
+    # appears from the second turn on, so hashing it would move every conversation to another
+    # credential after its first answer.
+    texts = {"": _first_text(body.get("system"))}
     for message in body.get("messages") or []:
-        if not isinstance(message, dict):
-            continue
-        role = message.get("role")
-        if role in ("user", "assistant", "system") and role not in seen:
-            seen.add(role)
-            parts.append(f"{role}:{_first_text(message.get('content'))}")
-    if not any(parts):
+        role = message.get("role") if isinstance(message, dict) else None
+        if role in ("user", "system") and role not in texts:
+            texts[role] = _first_text(message.get("content"))
+        if role == "user":
+            break
+    if not any(texts.values()):
         return None
+    parts = [f"{role}:{texts.get(role, '')}" for role in ("", "system", "user")]
     return "fp-" + hashlib.blake2b("\x00".join(parts).encode(), digest_size=8).hexdigest()

@@ -19,7 +19,11 @@ class SSEEvent:
     data: bytes
 
     def encode(self) -> bytes:
-        return b"event: " + self.name.encode() + b"\ndata: " + self.data + b"\n\n"
+        data = self.data
+        if b"\n" in data:
+            # One data: line per line, or the lines after the first would be lost on re-parsing.
+            data = data.replace(b"\n", b"\ndata: ")
+        return b"event: " + self.name.encode() + b"\ndata: " + data + b"\n\n"
 
     def json(self) -> Any:
         return orjson.loads(self.data)
@@ -44,14 +48,16 @@ class SSEParser:
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         if not chunk:
             return []
-        if b"\r" in chunk or self._pending_cr:
-            # Normalise CRLF / CR line endings. A chunk may end between \r and \n: hold that \r.
-            if self._pending_cr:
-                chunk = b"\r" + chunk
-                self._pending_cr = False
-            if chunk.endswith(b"\r"):
-                chunk = chunk[:-1]
-                self._pending_cr = True
+        if self._pending_cr:
+            # The previous chunk ended with \r, already taken as a line end: a \n right after it
+            # belongs to the same \r\n.
+            self._pending_cr = False
+            if chunk.startswith(b"\n"):
+                chunk = chunk[1:]
+        if b"\r" in chunk:
+            # Normalise CRLF / CR line endings. A trailing \r ends its line now (holding it back
+            # would delay a \r\r-framed event until the next chunk); remember it instead.
+            self._pending_cr = chunk.endswith(b"\r")
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         buffer = self._buffer + chunk if self._buffer else chunk
         if b"\n\n" not in buffer:
@@ -68,8 +74,7 @@ class SSEParser:
     def flush(self) -> list[SSEEvent]:
         """At end of stream: an unterminated last event still counts (some servers omit it)."""
         block, self._buffer = self._buffer, b""
-        if self._pending_cr:
-            self._pending_cr = False
+        self._pending_cr = False
         event = _parse_block(block.strip(b"\n")) if block.strip() else None
         return [event] if event is not None else []
 
