@@ -28,7 +28,11 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-BODY = {"model": "claude-sonnet-4-6", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+BODY = {
+    "model": "claude-sonnet-4-6",
+    "max_tokens": 16,
+    "messages": [{"role": "user", "content": "hi"}],
+}
 
 
 def free_port() -> int:
@@ -78,24 +82,53 @@ class Stack:
 
     def start(self) -> None:
         self.processes.append(
-            subprocess.Popen([PYTHON, str(ROOT / "bench" / "fake_upstream.py"), str(self.upstream_port)])
+            subprocess.Popen(
+                [PYTHON, str(ROOT / "bench" / "fake_upstream.py"), str(self.upstream_port)]
+            )
         )
         manage = [PYTHON, str(ROOT / "manage.py")]
         subprocess.run([*manage, "migrate", "-v0"], env=self.env, cwd=ROOT, check=True)
         subprocess.run(
-            [*manage, "add_credential", "--provider", "anthropic", "--label", "bench",
-             "--secret-env", "BENCH_SECRET", "--base-url", self.upstream_url],
+            [
+                *manage,
+                "add_credential",
+                "--provider",
+                "anthropic",
+                "--label",
+                "bench",
+                "--secret-env",
+                "BENCH_SECRET",
+                "--base-url",
+                self.upstream_url,
+            ],
             env={**self.env, "BENCH_SECRET": "sk-ant-api03-bench-secret-000000"},
-            cwd=ROOT, check=True, capture_output=True,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
         )
         self.key = subprocess.run(
-            [*manage, "create_client_key", "bench"], env=self.env, cwd=ROOT, check=True,
-            capture_output=True, text=True,
+            [*manage, "create_client_key", "bench"],
+            env=self.env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
         self.daphne = subprocess.Popen(
-            [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.proxy_port),
-             "proxysite.asgi:application"],
-            env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                PYTHON,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.proxy_port),
+                "proxysite.asgi:application",
+            ],
+            env=self.env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         self.processes.append(self.daphne)
         wait_for_port(self.upstream_port)
@@ -123,7 +156,9 @@ class Stack:
 # Measurements over HTTP ----------------------------------------------------------------------
 
 
-async def timed_requests(session: aiohttp.ClientSession, url: str, headers: dict, count: int) -> list[float]:
+async def timed_requests(
+    session: aiohttp.ClientSession, url: str, headers: dict, count: int
+) -> list[float]:
     payload = json.dumps(BODY).encode()
     latencies = []
     for _ in range(count):
@@ -140,10 +175,13 @@ async def latency_c1(stack: Stack, rounds: int, per_round: int) -> dict[str, lis
     results: dict[str, list[float]] = {"direct": [], "proxy": []}
     targets = {
         "direct": (stack.upstream_url + "/v1/messages", {"content-type": "application/json"}),
-        "proxy": (stack.proxy_url + "/v1/messages", {"content-type": "application/json", "x-api-key": stack.key}),
+        "proxy": (
+            stack.proxy_url + "/v1/messages",
+            {"content-type": "application/json", "x-api-key": stack.key},
+        ),
     }
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
-        for name, (url, headers) in targets.items():
+        for url, headers in targets.values():
             await timed_requests(session, url, headers, 100)  # warm up
         for _ in range(rounds):
             for name, (url, headers) in targets.items():
@@ -170,7 +208,9 @@ async def throughput(url: str, headers: dict, concurrency: int, seconds: float) 
         return done / (time.perf_counter() - started)
 
 
-async def stream_timings(url: str, headers: dict, count: int, gap_ms: int) -> tuple[list[float], list[float]]:
+async def stream_timings(
+    url: str, headers: dict, count: int, gap_ms: int
+) -> tuple[list[float], list[float]]:
     """(time to first event, per-event delay between the upstream writing it and the client
     reading it), both in ms."""
     payload = json.dumps({**BODY, "stream": True, "bench_gap_ms": gap_ms}).encode()
@@ -212,30 +252,45 @@ def per_call_ms(function, repeat: int) -> list[float]:
 def translation_numbers(repeat: int) -> dict[str, float]:
     from claude_api.translate import gemini, openai
 
-    fixture = json.loads((ROOT / "tests/fixtures/claude-code/haiku-thinking-enabled-01.json").read_text())
+    fixture = json.loads(
+        (ROOT / "tests/fixtures/claude-code/haiku-thinking-enabled-01.json").read_text()
+    )
     body = fixture["body"]
     names = openai.tool_names(body)
     options = openai.OpenAIOptions()
     numbers = {
-        "gemini build_request p50 (ms)": statistics.median(per_call_ms(lambda: gemini.build_request(body), repeat)),
+        "gemini build_request p50 (ms)": statistics.median(
+            per_call_ms(lambda: gemini.build_request(body), repeat)
+        ),
         "openai build_request p50 (ms)": statistics.median(
-            per_call_ms(lambda: openai.build_request(body, upstream_model="m", stream=True, options=options, names=names), repeat)
+            per_call_ms(
+                lambda: openai.build_request(
+                    body, upstream_model="m", stream=True, options=options, names=names
+                ),
+                repeat,
+            )
         ),
     }
     gemini_chunks = [
-        {"candidates": [{"content": {"role": "model", "parts": [{"text": f"word {i} "}]}}]} for i in range(500)
+        {"candidates": [{"content": {"role": "model", "parts": [{"text": f"word {i} "}]}}]}
+        for i in range(500)
     ]
     openai_chunks = [
-        {"id": "c", "choices": [{"index": 0, "delta": {"content": f"word {i} "}}]} for i in range(500)
+        {"id": "c", "choices": [{"index": 0, "delta": {"content": f"word {i} "}}]}
+        for i in range(500)
     ]
 
     def run_gemini() -> int:
         translator = gemini.StreamTranslator(model="m")
-        return sum(len(translator.feed(chunk)) for chunk in gemini_chunks) + len(translator.finish())
+        return sum(len(translator.feed(chunk)) for chunk in gemini_chunks) + len(
+            translator.finish()
+        )
 
     def run_openai() -> int:
         translator = openai.StreamTranslator(model="m", names=openai.ToolNames())
-        return sum(len(translator.feed(chunk)) for chunk in openai_chunks) + len(translator.finish())
+        return sum(len(translator.feed(chunk)) for chunk in openai_chunks) + len(
+            translator.finish()
+        )
 
     for name, run in (("gemini", run_gemini), ("openai", run_openai)):
         events = run()
@@ -252,32 +307,40 @@ def selection_numbers(repeat: int) -> dict[str, float]:
 
     credentials = tuple(
         CredentialView(
-            credential_id=i, provider="anthropic", label=f"c{i}", secret=Secret("x"), base_url="",
-            headers={}, proxy_url="", priority=i % 2, weight=1 + i % 3, prefix="", routes=(),
-            excluded=(), disable_cooling=None, request_retry=None,
+            credential_id=i,
+            provider="anthropic",
+            label=f"c{i}",
+            secret=Secret("x"),
+            base_url="",
+            headers={},
+            proxy_url="",
+            priority=i % 2,
+            weight=1 + i % 3,
+            prefix="",
+            routes=(),
+            excluded=(),
+            disable_cooling=None,
+            request_retry=None,
         )
         for i in range(10)
     )
+    request = ClientRequest("messages", b"{}", BODY, BODY["model"], False, {}, False, "req_x")
+
+    async def run(snapshot: Snapshot) -> list[float]:
+        samples = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            dispatch = Dispatch(request, snapshot)
+            route = dispatch._pick(0, set(), pool.selector.next_cursor(request.model))
+            await dispatch.succeeded(route)
+            samples.append((time.perf_counter() - started) * 1000)
+        return samples
+
     results = {}
     for strategy in ("round-robin", "weighted-round-robin"):
         snapshot = Snapshot(1, ProxyConfig(routing_strategy=strategy), credentials, {})
-        request = ClientRequest("messages", b"{}", BODY, BODY["model"], False, {}, False, "req_x")
-
-        async def one() -> None:
-            dispatch = Dispatch(request, snapshot)
-            cursor = pool.selector.next_cursor(request.model)
-            route = dispatch._pick(0, set(), cursor)
-            await dispatch.succeeded(route)
-
-        async def run() -> list[float]:
-            samples = []
-            for _ in range(repeat):
-                started = time.perf_counter()
-                await one()
-                samples.append((time.perf_counter() - started) * 1000)
-            return samples
-
-        results[f"selection + bookkeeping p50, {strategy} (ms)"] = statistics.median(asyncio.run(run()))
+        name = f"selection + bookkeeping p50, {strategy} (ms)"
+        results[name] = statistics.median(asyncio.run(run(snapshot)))
     return results
 
 
@@ -316,26 +379,74 @@ def main() -> None:
         direct_p50, proxy_p50 = percentile(c1["direct"], 50), percentile(c1["proxy"], 50)
         direct_p99, proxy_p99 = percentile(c1["direct"], 99), percentile(c1["proxy"], 99)
         rows += [
-            ("non-stream c=1: upstream direct p50 / p99 (ms)", f"{direct_p50:.2f} / {direct_p99:.2f}", ""),
-            ("non-stream c=1: through the proxy p50 / p99 (ms)", f"{proxy_p50:.2f} / {proxy_p99:.2f}", ""),
-            ("non-stream c=1: added latency p50 / p99 (ms)", f"{proxy_p50 - direct_p50:.2f} / {proxy_p99 - direct_p99:.2f}", "p50 <= 2"),
+            (
+                "non-stream c=1: upstream direct p50 / p99 (ms)",
+                f"{direct_p50:.2f} / {direct_p99:.2f}",
+                "",
+            ),
+            (
+                "non-stream c=1: through the proxy p50 / p99 (ms)",
+                f"{proxy_p50:.2f} / {proxy_p99:.2f}",
+                "",
+            ),
+            (
+                "non-stream c=1: added latency p50 / p99 (ms)",
+                f"{proxy_p50 - direct_p50:.2f} / {proxy_p99 - direct_p99:.2f}",
+                "p50 <= 2",
+            ),
         ]
         seconds = 5 * scale + 1
-        direct_rps = asyncio.run(throughput(stack.upstream_url + "/v1/messages", {"content-type": "application/json"}, 32, seconds))
-        proxy_rps = asyncio.run(throughput(stack.proxy_url + "/v1/messages", proxy_headers, 32, seconds))
+        direct_rps = asyncio.run(
+            throughput(
+                stack.upstream_url + "/v1/messages",
+                {"content-type": "application/json"},
+                32,
+                seconds,
+            )
+        )
+        proxy_rps = asyncio.run(
+            throughput(stack.proxy_url + "/v1/messages", proxy_headers, 32, seconds)
+        )
         rows += [
             ("non-stream c=32: upstream direct (req/s)", f"{direct_rps:.0f}", ""),
             ("non-stream c=32: through the proxy (req/s)", f"{proxy_rps:.0f}", ""),
         ]
         count = int(200 * scale) + 10
-        direct_first, _ = asyncio.run(stream_timings(stack.upstream_url + "/v1/messages", {"content-type": "application/json"}, count, 0))
-        proxy_first, _ = asyncio.run(stream_timings(stack.proxy_url + "/v1/messages", proxy_headers, count, 0))
-        _, direct_relay = asyncio.run(stream_timings(stack.upstream_url + "/v1/messages", {"content-type": "application/json"}, max(5, count // 10), 20))
-        _, proxy_relay = asyncio.run(stream_timings(stack.proxy_url + "/v1/messages", proxy_headers, max(5, count // 10), 20))
+        direct_first, _ = asyncio.run(
+            stream_timings(
+                stack.upstream_url + "/v1/messages", {"content-type": "application/json"}, count, 0
+            )
+        )
+        proxy_first, _ = asyncio.run(
+            stream_timings(stack.proxy_url + "/v1/messages", proxy_headers, count, 0)
+        )
+        _, direct_relay = asyncio.run(
+            stream_timings(
+                stack.upstream_url + "/v1/messages",
+                {"content-type": "application/json"},
+                max(5, count // 10),
+                20,
+            )
+        )
+        _, proxy_relay = asyncio.run(
+            stream_timings(stack.proxy_url + "/v1/messages", proxy_headers, max(5, count // 10), 20)
+        )
         rows += [
-            ("stream: time to first event, direct / proxy p50 (ms)", f"{percentile(direct_first, 50):.2f} / {percentile(proxy_first, 50):.2f}", ""),
-            ("stream: event delay upstream→client, direct p50 / p99 (ms)", f"{percentile(direct_relay, 50):.2f} / {percentile(direct_relay, 99):.2f}", ""),
-            ("stream: event delay upstream→client, proxy p50 / p99 (ms)", f"{percentile(proxy_relay, 50):.2f} / {percentile(proxy_relay, 99):.2f}", "<= 5"),
+            (
+                "stream: time to first event, direct / proxy p50 (ms)",
+                f"{percentile(direct_first, 50):.2f} / {percentile(proxy_first, 50):.2f}",
+                "",
+            ),
+            (
+                "stream: event delay upstream→client, direct p50 / p99 (ms)",
+                f"{percentile(direct_relay, 50):.2f} / {percentile(direct_relay, 99):.2f}",
+                "",
+            ),
+            (
+                "stream: event delay upstream→client, proxy p50 / p99 (ms)",
+                f"{percentile(proxy_relay, 50):.2f} / {percentile(proxy_relay, 99):.2f}",
+                "<= 5",
+            ),
             ("daphne RSS after the load (MB)", f"{rss_mb(stack.daphne.pid):.0f}", ""),
         ]
     finally:

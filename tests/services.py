@@ -1,7 +1,7 @@
 """Is PostgreSQL / Redis reachable? Used by the Makefile and by the tests that need them.
 
-    python -m tests.services postgres postgres://postgres@127.0.0.1:5432/postgres
-    python -m tests.services redis redis://127.0.0.1:6379/0
+python -m tests.services postgres postgres://postgres@127.0.0.1:5432/postgres
+python -m tests.services redis redis://127.0.0.1:6379/0
 """
 
 from __future__ import annotations

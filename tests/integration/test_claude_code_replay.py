@@ -11,7 +11,14 @@ from tests.conftest import claude_code_fixtures, load_fixture, make_credential, 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_pool")]
 
 # Hop-by-hop and auth headers are the proxy's own business; everything else is the client's.
-NOT_REPLAYED = {"x-api-key", "authorization", "connection", "content-length", "accept-encoding", "host"}
+NOT_REPLAYED = {
+    "x-api-key",
+    "authorization",
+    "connection",
+    "content-length",
+    "accept-encoding",
+    "host",
+}
 
 
 def replay_headers(fixture: dict, key: str) -> dict[str, str]:

@@ -32,7 +32,9 @@ def queries(monkeypatch):
     return seen
 
 
-async def test_it_makes_no_database_query_per_request_while_nothing_changes(api, upstream, queries, settings):
+async def test_it_makes_no_database_query_per_request_while_nothing_changes(
+    api, upstream, queries, settings
+):
     make_credential(base_url=upstream.url)
     settings.POOL_REFRESH_SECONDS = 60
     settings.STATS_FLUSH_SECONDS = 60
@@ -48,13 +50,20 @@ async def test_it_keeps_the_upstream_secret_out_of_error_messages_and_traces(api
     set_proxy_settings(routing_strategy="fill-first", request_retry=0)
     make_credential("first", base_url=upstream.url + "/first")
     make_credential("second", base_url=upstream.url + "/second")
-    upstream.script("/first/", Respond.error(401, "authentication_error", f"invalid x-api-key {UPSTREAM_SECRET}"))
+    upstream.script(
+        "/first/",
+        Respond.error(401, "authentication_error", f"invalid x-api-key {UPSTREAM_SECRET}"),
+    )
     upstream.script(
         "/second/",
-        Respond.error(401, "authentication_error", "Incorrect API key provided: sk-proj-abc123****wxyz"),
+        Respond.error(
+            401, "authentication_error", "Incorrect API key provided: sk-proj-abc123****wxyz"
+        ),
     )
     response = await api.message()
-    assert json.loads(response.content)["error"]["message"] == "Incorrect API key provided: [redacted]"
+    assert (
+        json.loads(response.content)["error"]["message"] == "Incorrect API key provided: [redacted]"
+    )
     await pool.settle()
     trace = RoutingTrace.objects.get(request_id=response["request-id"])
     assert UPSTREAM_SECRET not in json.dumps(trace.steps)

@@ -19,7 +19,10 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 def three_credentials(upstream):
     """first, second and third, all serving every Claude model; fill-first prefers first."""
     set_proxy_settings(routing_strategy="fill-first")
-    return [make_credential(name, base_url=f"{upstream.url}/{name}") for name in ("first", "second", "third")]
+    return [
+        make_credential(name, base_url=f"{upstream.url}/{name}")
+        for name in ("first", "second", "third")
+    ]
 
 
 def served_by(upstream) -> list[str]:
@@ -28,7 +31,10 @@ def served_by(upstream) -> list[str]:
 
 async def test_it_fails_over_on_429_and_skips_the_credential_until_its_reset(api, upstream):
     three_credentials(upstream)
-    upstream.script("/first/", Respond.error(429, "rate_limit_error", "slow down", headers={"retry-after": "30"}))
+    upstream.script(
+        "/first/",
+        Respond.error(429, "rate_limit_error", "slow down", headers={"retry-after": "30"}),
+    )
     with time_machine.travel(time.time(), tick=True) as clock:
         response = await api.message()
         assert response.status_code == 200
@@ -63,7 +69,9 @@ async def test_it_returns_a_request_fault_at_once_without_failover_or_cooldown(a
     three_credentials(upstream)
     upstream.script(
         "/first/",
-        Respond.error(400, "invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum"),
+        Respond.error(
+            400, "invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum"
+        ),
     )
     response = await api.message()
     assert response.status_code == 400
@@ -76,7 +84,10 @@ async def test_it_answers_429_with_retry_after_when_every_credential_is_cooling(
     three_credentials(upstream)
     set_proxy_settings(request_retry=0)
     for name in ("first", "second", "third"):
-        upstream.script(f"/{name}/", Respond.error(429, "rate_limit_error", "busy", headers={"retry-after": "40"}))
+        upstream.script(
+            f"/{name}/",
+            Respond.error(429, "rate_limit_error", "busy", headers={"retry-after": "40"}),
+        )
     first = await api.message()
     assert first.status_code == 429  # the last upstream error, as it was
     assert json.loads(first.content)["error"]["message"] == "busy"
@@ -107,7 +118,9 @@ async def test_it_counts_retry_rounds_per_credential_exactly(api, upstream):
 async def test_it_waits_for_a_short_cooldown_before_the_next_round(api, upstream):
     set_proxy_settings(request_retry=1, max_retry_interval=3)
     make_credential("only", base_url=f"{upstream.url}/only")
-    upstream.script("/only/", Respond.error(429, "rate_limit_error", "wait", headers={"retry-after": "1"}))
+    upstream.script(
+        "/only/", Respond.error(429, "rate_limit_error", "wait", headers={"retry-after": "1"})
+    )
     started = time.monotonic()
     response = await api.message()
     assert response.status_code == 200
@@ -118,7 +131,9 @@ async def test_it_waits_for_a_short_cooldown_before_the_next_round(api, upstream
 async def test_it_does_not_wait_longer_than_max_retry_interval(api, upstream):
     set_proxy_settings(request_retry=3, max_retry_interval=0)
     make_credential("only", base_url=f"{upstream.url}/only")
-    upstream.script("/only/", Respond.error(429, "rate_limit_error", "wait", headers={"retry-after": "1"}))
+    upstream.script(
+        "/only/", Respond.error(429, "rate_limit_error", "wait", headers={"retry-after": "1"})
+    )
     response = await api.message()
     assert response.status_code == 429
     assert served_by(upstream) == ["only"]
@@ -167,7 +182,9 @@ async def test_it_fails_over_before_the_first_stream_event(api, upstream):
 
 async def test_it_fails_over_when_an_upstream_stream_ends_with_no_event(api, upstream):
     three_credentials(upstream)
-    upstream.script("/first/", Respond(200, {"content-type": "text/event-stream"}, chunks=[b": nothing\n\n"]))
+    upstream.script(
+        "/first/", Respond(200, {"content-type": "text/event-stream"}, chunks=[b": nothing\n\n"])
+    )
     response = await api.message(stream=True)
     assert response.status_code == 200
     assert sse_events(await read_stream(response))[-1][0] == "message_stop"
@@ -177,10 +194,27 @@ async def test_it_fails_over_when_an_upstream_stream_ends_with_no_event(api, ups
 async def test_it_cools_down_a_credential_whose_stream_fails_after_the_first_event(api, upstream):
     three_credentials(upstream)
     start = Respond.anthropic_stream("a b").chunks[:2]
-    upstream.script("/first/", Respond(200, {"content-type": "text/event-stream"}, chunks=[*start, b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"Internal\"}}\n\n"]))
+    upstream.script(
+        "/first/",
+        Respond(
+            200,
+            {"content-type": "text/event-stream"},
+            chunks=[
+                *start,
+                b'event: error\ndata: {"type":"error","error":{"type":"api_error","message":"Internal"}}\n\n',
+            ],
+        ),
+    )
     response = await api.message(stream=True)
     events = sse_events(await read_stream(response))
-    assert events[-1] == ("error", {"type": "error", "error": {"type": "api_error", "message": "Internal"}, "request_id": response["request-id"]})
+    assert events[-1] == (
+        "error",
+        {
+            "type": "error",
+            "error": {"type": "api_error", "message": "Internal"},
+            "request_id": response["request-id"],
+        },
+    )
     await pool.settle()
     assert QuotaState.objects.get(credential__label="first").status == "cooling"
     trace = RoutingTrace.objects.get(request_id=response["request-id"])
@@ -192,12 +226,19 @@ async def test_it_keeps_a_session_on_one_credential_and_fails_over_when_it_cools
     for name in ("first", "second", "third"):
         make_credential(name, base_url=f"{upstream.url}/{name}")
     session = {"x-claude-code-session-id": "3f2a1e0c-aaaa-bbbb-cccc-000000000001"}
-    body = {"model": "claude-sonnet-4-6", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
+    body = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 5,
+        "messages": [{"role": "user", "content": "x"}],
+    }
     for _ in range(4):
         await api.post("/v1/messages", body, headers=session)
     chosen = served_by(upstream)
     assert len(set(chosen)) == 1
-    upstream.script(f"/{chosen[0]}/", Respond.error(429, "rate_limit_error", "busy", headers={"retry-after": "60"}))
+    upstream.script(
+        f"/{chosen[0]}/",
+        Respond.error(429, "rate_limit_error", "busy", headers={"retry-after": "60"}),
+    )
     await api.post("/v1/messages", body, headers=session)
     moved = served_by(upstream)[-1]
     assert moved != chosen[0]
@@ -231,7 +272,10 @@ async def test_it_records_a_routing_trace_for_a_retried_request(api, upstream):
     await pool.settle()
     trace = RoutingTrace.objects.get(request_id=response["request-id"])
     assert trace.attempts == 2 and trace.status == 200
-    assert [(s["credential"], s["outcome"]) for s in trace.steps] == [("first", "failed"), ("second", "ok")]
+    assert [(s["credential"], s["outcome"]) for s in trace.steps] == [
+        ("first", "failed"),
+        ("second", "ok"),
+    ]
     assert "boom" in trace.steps[0]["error"]
 
 

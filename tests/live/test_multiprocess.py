@@ -16,7 +16,11 @@ from tests.live.conftest import DaphneProcess
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
-BODY = {"model": "claude-sonnet-4-6", "max_tokens": 16, "messages": [{"role": "user", "content": "Hi"}]}
+BODY = {
+    "model": "claude-sonnet-4-6",
+    "max_tokens": 16,
+    "messages": [{"role": "user", "content": "Hi"}],
+}
 
 
 def production_env(env: dict[str, str], **extra: str) -> dict[str, str]:
@@ -53,7 +57,9 @@ def settle() -> None:
 
 
 def post(worker: DaphneProcess, key: str) -> httpx.Response:
-    return httpx.post(worker.url + "/v1/messages", json=BODY, headers={"x-api-key": key}, timeout=30)
+    return httpx.post(
+        worker.url + "/v1/messages", json=BODY, headers={"x-api-key": key}, timeout=30
+    )
 
 
 def check_429_is_shared(workers, upstream) -> None:
@@ -67,7 +73,9 @@ def check_429_is_shared(workers, upstream) -> None:
     assert post(a, key).status_code == 200 and post(b, key).status_code == 200
     assert [r.path.split("/")[1] for r in upstream.requests] == ["first", "first"]
 
-    upstream.script("/first/", Respond.error(429, "rate_limit_error", "busy", headers={"retry-after": "60"}))
+    upstream.script(
+        "/first/", Respond.error(429, "rate_limit_error", "busy", headers={"retry-after": "60"})
+    )
     assert post(a, key).status_code == 200  # A fails over to second
     seen_by_a = time.monotonic()
     time.sleep(max(0.0, 1.0 - (time.monotonic() - seen_by_a)))
@@ -100,18 +108,60 @@ def test_it_applies_an_admin_change_in_every_worker_within_two_seconds(workers, 
         assert post(worker, key).status_code == 404  # no enabled credential serves the model
 
 
-def test_it_keeps_gemini_thought_signatures_when_the_next_turn_lands_on_another_worker(workers, upstream):
+def test_it_keeps_gemini_thought_signatures_when_the_next_turn_lands_on_another_worker(
+    workers, upstream
+):
     make_credential("gemini", provider="gemini", base_url=upstream.url, secret="AIza-test-key-0001")
     key = make_client_key()
     a, b = workers
     settle()
-    tools = [{"name": "lookup", "description": "Look something up", "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}}]
+    tools = [
+        {
+            "name": "lookup",
+            "description": "Look something up",
+            "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}},
+        }
+    ]
     upstream.script(
         "/v1beta/models/gemini-3-pro-preview:streamGenerateContent",
         Respond.sse(
             [
-                (None, {"candidates": [{"content": {"role": "model", "parts": [{"text": "Thinking it over", "thought": True}]}}]}),
-                (None, {"candidates": [{"content": {"role": "model", "parts": [{"functionCall": {"name": "lookup", "args": {"q": "moon"}}, "thoughtSignature": "U0lHTkFUVVJFLTE="}]}, "finishReason": "STOP"}], "usageMetadata": {"promptTokenCount": 9, "candidatesTokenCount": 4}}),
+                (
+                    None,
+                    {
+                        "candidates": [
+                            {
+                                "content": {
+                                    "role": "model",
+                                    "parts": [{"text": "Thinking it over", "thought": True}],
+                                }
+                            }
+                        ]
+                    },
+                ),
+                (
+                    None,
+                    {
+                        "candidates": [
+                            {
+                                "content": {
+                                    "role": "model",
+                                    "parts": [
+                                        {
+                                            "functionCall": {
+                                                "name": "lookup",
+                                                "args": {"q": "moon"},
+                                            },
+                                            "thoughtSignature": "U0lHTkFUVVJFLTE=",
+                                        }
+                                    ],
+                                },
+                                "finishReason": "STOP",
+                            }
+                        ],
+                        "usageMetadata": {"promptTokenCount": 9, "candidatesTokenCount": 4},
+                    },
+                ),
             ],
             terminator=b"\r\n\r\n",
             split=11,
@@ -119,23 +169,49 @@ def test_it_keeps_gemini_thought_signatures_when_the_next_turn_lands_on_another_
     )
     client_a = anthropic.Anthropic(base_url=a.url, api_key=key, max_retries=0)
     history = [{"role": "user", "content": "How far is the moon?"}]
-    with client_a.messages.stream(model="gemini-3-pro-preview", max_tokens=256, tools=tools, messages=history) as stream:
+    with client_a.messages.stream(
+        model="gemini-3-pro-preview", max_tokens=256, tools=tools, messages=history
+    ) as stream:
         first = stream.get_final_message()
     tool_use = next(block for block in first.content if block.type == "tool_use")
     assert tool_use.input == {"q": "moon"}
     history += [
-        {"role": "assistant", "content": [block.model_dump(exclude_none=True) for block in first.content]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool_use.id, "content": "384,400 km"}]},
+        {
+            "role": "assistant",
+            "content": [block.model_dump(exclude_none=True) for block in first.content],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": tool_use.id, "content": "384,400 km"}
+            ],
+        },
     ]
     upstream.script(
         "/v1beta/models/gemini-3-pro-preview:generateContent",
-        Respond.json({"candidates": [{"content": {"role": "model", "parts": [{"text": "About 384,400 km."}]}, "finishReason": "STOP"}]}),
+        Respond.json(
+            {
+                "candidates": [
+                    {
+                        "content": {"role": "model", "parts": [{"text": "About 384,400 km."}]},
+                        "finishReason": "STOP",
+                    }
+                ]
+            }
+        ),
     )
     client_b = anthropic.Anthropic(base_url=b.url, api_key=key, max_retries=0)
-    second = client_b.messages.create(model="gemini-3-pro-preview", max_tokens=256, tools=tools, messages=history)
+    second = client_b.messages.create(
+        model="gemini-3-pro-preview", max_tokens=256, tools=tools, messages=history
+    )
     assert second.content[0].text == "About 384,400 km."
     contents = upstream.requests[-1].json()["contents"]
     calls = [part for content in contents for part in content["parts"] if "functionCall" in part]
-    assert calls == [{"functionCall": {"name": "lookup", "args": {"q": "moon"}}, "thoughtSignature": "U0lHTkFUVVJFLTE="}]
+    assert calls == [
+        {
+            "functionCall": {"name": "lookup", "args": {"q": "moon"}},
+            "thoughtSignature": "U0lHTkFUVVJFLTE=",
+        }
+    ]
     client_a.close()
     client_b.close()

@@ -13,7 +13,10 @@ pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def sdk(daphne, upstream):
-    make_credential(base_url=upstream.url, models=[("claude-opus-4-8", "claude-opus-4-8"), ("claude-sonnet-4-6", "sonnet")])
+    make_credential(
+        base_url=upstream.url,
+        models=[("claude-opus-4-8", "claude-opus-4-8"), ("claude-sonnet-4-6", "sonnet")],
+    )
     set_proxy_settings(request_retry=0)
     client = anthropic.Anthropic(base_url=daphne.url, api_key=make_client_key(), max_retries=0)
     yield client
@@ -60,19 +63,29 @@ def test_it_lists_models(sdk):
 
 def test_it_raises_the_sdk_error_classes(sdk, daphne, upstream):
     with pytest.raises(anthropic.AuthenticationError):
-        anthropic.Anthropic(base_url=daphne.url, api_key="sk-px-wrong", max_retries=0).messages.create(
+        anthropic.Anthropic(
+            base_url=daphne.url, api_key="sk-px-wrong", max_retries=0
+        ).messages.create(model="sonnet", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(anthropic.NotFoundError):
+        sdk.messages.create(
+            model="nope-1", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+        )
+    upstream.script(
+        "/v1/messages", Respond.error(429, "rate_limit_error", "slow", headers={"retry-after": "7"})
+    )
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        sdk.messages.create(
             model="sonnet", max_tokens=5, messages=[{"role": "user", "content": "x"}]
         )
-    with pytest.raises(anthropic.NotFoundError):
-        sdk.messages.create(model="nope-1", max_tokens=5, messages=[{"role": "user", "content": "x"}])
-    upstream.script("/v1/messages", Respond.error(429, "rate_limit_error", "slow", headers={"retry-after": "7"}))
-    with pytest.raises(anthropic.RateLimitError) as caught:
-        sdk.messages.create(model="sonnet", max_tokens=5, messages=[{"role": "user", "content": "x"}])
     assert caught.value.response.headers["retry-after"] == "7"
     make_credential("second", base_url=upstream.url + "/b")  # a fresh credential for the next case
     upstream.script("/v1/messages", Respond.error(529, "overloaded_error", "Overloaded"))
     upstream.script("/b/v1/messages", Respond.error(529, "overloaded_error", "Overloaded"))
     with pytest.raises(anthropic.OverloadedError):
-        sdk.messages.create(model="claude-opus-4-8", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+        sdk.messages.create(
+            model="claude-opus-4-8", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+        )
     with pytest.raises(anthropic.BadRequestError):
-        sdk.messages.create(model="sonnet", max_tokens=-1, messages=[{"role": "user", "content": "x"}])
+        sdk.messages.create(
+            model="sonnet", max_tokens=-1, messages=[{"role": "user", "content": "x"}]
+        )

@@ -20,7 +20,10 @@ TOOLS = [
         "input_schema": {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "type": "object",
-            "properties": {"path": {"type": "string", "format": "uri"}, "limit": {"type": ["integer", "null"]}},
+            "properties": {
+                "path": {"type": "string", "format": "uri"},
+                "limit": {"type": ["integer", "null"]},
+            },
             "required": ["path"],
             "additionalProperties": False,
         },
@@ -36,22 +39,48 @@ def key():
 def test_it_streams_gemini_text_thinking_and_tool_use_to_the_sdk(daphne, upstream, key):
     make_credential("gemini", provider="gemini", base_url=upstream.url, secret="AIza-test-key-0002")
     chunks = [
-        {"candidates": [{"content": {"role": "model", "parts": [{"text": "Let me think", "thought": True}]}}]},
-        {"candidates": [{"content": {"role": "model", "parts": [{"text": " about it.", "thought": True}]}}]},
+        {
+            "candidates": [
+                {"content": {"role": "model", "parts": [{"text": "Let me think", "thought": True}]}}
+            ]
+        },
+        {
+            "candidates": [
+                {"content": {"role": "model", "parts": [{"text": " about it.", "thought": True}]}}
+            ]
+        },
         {"candidates": [{"content": {"role": "model", "parts": [{"text": "I'll read "}]}}]},
         {"candidates": [{"content": {"role": "model", "parts": [{"text": "the file."}]}}]},
         {
             "candidates": [
                 {
-                    "content": {"role": "model", "parts": [{"functionCall": {"name": "read_file", "args": {"path": "/tmp/a.txt", "limit": 10}}, "thoughtSignature": "c2lnbmF0dXJl"}]},
+                    "content": {
+                        "role": "model",
+                        "parts": [
+                            {
+                                "functionCall": {
+                                    "name": "read_file",
+                                    "args": {"path": "/tmp/a.txt", "limit": 10},
+                                },
+                                "thoughtSignature": "c2lnbmF0dXJl",
+                            }
+                        ],
+                    },
                     "finishReason": "STOP",
                 }
             ],
-            "usageMetadata": {"promptTokenCount": 120, "cachedContentTokenCount": 20, "candidatesTokenCount": 30, "thoughtsTokenCount": 12},
+            "usageMetadata": {
+                "promptTokenCount": 120,
+                "cachedContentTokenCount": 20,
+                "candidatesTokenCount": 30,
+                "thoughtsTokenCount": 12,
+            },
         },
     ]
     # Google frames events with \r\n\r\n; cut every event into 9-byte pieces, inside the JSON.
-    upstream.script("/v1beta/", Respond.sse([(None, c) for c in chunks], terminator=b"\r\n\r\n", split=9))
+    upstream.script(
+        "/v1beta/", Respond.sse([(None, c) for c in chunks], terminator=b"\r\n\r\n", split=9)
+    )
     client = anthropic.Anthropic(base_url=daphne.url, api_key=key, max_retries=0)
     with client.messages.stream(
         model="gemini-2.5-pro",
@@ -72,13 +101,19 @@ def test_it_streams_gemini_text_thinking_and_tool_use_to_the_sdk(daphne, upstrea
     assert message.stop_reason == "tool_use"
     assert message.usage.output_tokens == 42
     sent = upstream.requests[-1].json()
-    assert sent["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 2048, "includeThoughts": True}
+    assert sent["generationConfig"]["thinkingConfig"] == {
+        "thinkingBudget": 2048,
+        "includeThoughts": True,
+    }
     assert sent["generationConfig"]["maxOutputTokens"] == 1024
 
 
 def test_it_streams_openai_tool_arguments_to_the_sdk_as_they_arrive(daphne, upstream, key):
     make_credential(
-        "router", provider="openai", base_url=upstream.url + "/v1", secret="sk-or-test-000001",
+        "router",
+        provider="openai",
+        base_url=upstream.url + "/v1",
+        secret="sk-or-test-000001",
         models=[("deepseek/deepseek-r1", "r1")],
     )
     base = {"id": "gen-1", "object": "chat.completion.chunk", "model": "deepseek/deepseek-r1"}
@@ -93,25 +128,56 @@ def test_it_streams_openai_tool_arguments_to_the_sdk_as_they_arrive(daphne, upst
     events = [
         (None, chunk({"role": "assistant", "reasoning_content": "User wants a file."})),
         (None, chunk({"content": "Reading it now."})),
-        (None, chunk({"tool_calls": [{"index": 0, "id": "call_abc", "type": "function", "function": {"name": "read_file", "arguments": ""}}]})),
+        (
+            None,
+            chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": "call_abc",
+                            "type": "function",
+                            "function": {"name": "read_file", "arguments": ""},
+                        }
+                    ]
+                }
+            ),
+        ),
     ]
     chunks = Respond.sse(events).chunks
     for fragment in fragments:
-        chunks += Respond.sse([(None, chunk({"tool_calls": [{"index": 0, "function": {"arguments": fragment}}]}))]).chunks
+        chunks += Respond.sse(
+            [(None, chunk({"tool_calls": [{"index": 0, "function": {"arguments": fragment}}]}))]
+        ).chunks
         chunks.append(0.3)  # the upstream is slow between fragments
     chunks += Respond.sse(
         [
             (None, chunk({}, "tool_calls")),
-            (None, {**base, "choices": [], "usage": {"prompt_tokens": 200, "completion_tokens": 40, "prompt_tokens_details": {"cached_tokens": 50}}}),
+            (
+                None,
+                {
+                    **base,
+                    "choices": [],
+                    "usage": {
+                        "prompt_tokens": 200,
+                        "completion_tokens": 40,
+                        "prompt_tokens_details": {"cached_tokens": 50},
+                    },
+                },
+            ),
         ]
     ).chunks
     chunks.append(b": OPENROUTER PROCESSING\n\ndata: [DONE]\n\n")
-    upstream.script("/v1/chat/completions", Respond(200, {"content-type": "text/event-stream"}, chunks=chunks))
+    upstream.script(
+        "/v1/chat/completions", Respond(200, {"content-type": "text/event-stream"}, chunks=chunks)
+    )
 
     client = anthropic.Anthropic(base_url=daphne.url, api_key=key, max_retries=0)
     arrivals = []
     started = time.monotonic()
-    with client.messages.stream(model="r1", max_tokens=512, tools=TOOLS, messages=[{"role": "user", "content": "Read it"}]) as stream:
+    with client.messages.stream(
+        model="r1", max_tokens=512, tools=TOOLS, messages=[{"role": "user", "content": "Read it"}]
+    ) as stream:
         for event in stream:
             if event.type == "content_block_delta" and event.delta.type == "input_json_delta":
                 arrivals.append((time.monotonic() - started, event.delta.partial_json))

@@ -14,7 +14,11 @@ from tests.fakes.upstream import DROP, Respond, anthropic_events, anthropic_mess
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
-BODY = {"model": "claude-sonnet-4-6", "max_tokens": 32, "messages": [{"role": "user", "content": "Hi"}]}
+BODY = {
+    "model": "claude-sonnet-4-6",
+    "max_tokens": 32,
+    "messages": [{"role": "user", "content": "Hi"}],
+}
 
 
 @pytest.fixture
@@ -44,8 +48,11 @@ def test_it_relays_each_event_as_soon_as_the_upstream_sends_it(daphne, upstream,
     arrivals = []
     started = time.monotonic()
     with httpx.stream(
-        "POST", daphne.url + "/v1/messages", json={**BODY, "stream": True},
-        headers={"x-api-key": key}, timeout=30,
+        "POST",
+        daphne.url + "/v1/messages",
+        json={**BODY, "stream": True},
+        headers={"x-api-key": key},
+        timeout=30,
     ) as response:
         assert response.status_code == 200
         for chunk in response.iter_raw():
@@ -59,7 +66,9 @@ def test_it_relays_each_event_as_soon_as_the_upstream_sends_it(daphne, upstream,
 
 def test_it_reassembles_sse_split_at_odd_byte_boundaries(daphne, upstream, key):
     make_credential(base_url=upstream.url)
-    upstream.script("/v1/messages", Respond.anthropic_stream("split me please", "claude-sonnet-4-6", split=3))
+    upstream.script(
+        "/v1/messages", Respond.anthropic_stream("split me please", "claude-sonnet-4-6", split=3)
+    )
     response = post(daphne, key, {**BODY, "stream": True})
     text = "".join(
         d["delta"]["text"] for n, d in sse_events(response.content) if n == "content_block_delta"
@@ -70,7 +79,9 @@ def test_it_reassembles_sse_split_at_odd_byte_boundaries(daphne, upstream, key):
 def test_it_writes_newlines_while_a_slow_non_stream_upstream_works(daphne, upstream, key):
     make_credential(base_url=upstream.url)
     set_proxy_settings(nonstream_keepalive_interval=1)
-    upstream.script("/v1/messages", Respond.anthropic_message("slow", "claude-sonnet-4-6", delay=2.5))
+    upstream.script(
+        "/v1/messages", Respond.anthropic_message("slow", "claude-sonnet-4-6", delay=2.5)
+    )
     response = post(daphne, key, BODY)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/json")
@@ -79,11 +90,15 @@ def test_it_writes_newlines_while_a_slow_non_stream_upstream_works(daphne, upstr
 
 
 def test_it_keeps_failing_over_after_a_keepalive_committed_200(daphne, upstream, key):
-    set_proxy_settings(nonstream_keepalive_interval=0.5, routing_strategy="fill-first", request_retry=0)
+    set_proxy_settings(
+        nonstream_keepalive_interval=0.5, routing_strategy="fill-first", request_retry=0
+    )
     make_credential("first", base_url=upstream.url + "/first")
     make_credential("second", base_url=upstream.url + "/second")
     upstream.script("/first/", Respond.error(503, "api_error", "down", delay=1.2))
-    upstream.script("/second/", Respond.anthropic_message("rescued", "claude-sonnet-4-6", delay=0.3))
+    upstream.script(
+        "/second/", Respond.anthropic_message("rescued", "claude-sonnet-4-6", delay=0.3)
+    )
     response = post(daphne, key, BODY)
     assert response.status_code == 200
     assert response.content.startswith(b"\n")
@@ -104,7 +119,10 @@ def test_it_keeps_a_quiet_stream_alive_with_comments(daphne, upstream, key):
     make_credential(base_url=upstream.url)
     set_proxy_settings(stream_keepalive_seconds=1)
     chunks = Respond.anthropic_stream("a b", "claude-sonnet-4-6").chunks
-    upstream.script("/v1/messages", Respond(200, {"content-type": "text/event-stream"}, chunks=[chunks[0], 2.5, *chunks[1:]]))
+    upstream.script(
+        "/v1/messages",
+        Respond(200, {"content-type": "text/event-stream"}, chunks=[chunks[0], 2.5, *chunks[1:]]),
+    )
     response = post(daphne, key, {**BODY, "stream": True})
     body = response.content
     start = body.index(b"message_start")
@@ -116,31 +134,56 @@ def test_it_keeps_a_quiet_stream_alive_with_comments(daphne, upstream, key):
 def test_it_cancels_the_upstream_when_the_client_disconnects(daphne, upstream, key):
     make_credential(base_url=upstream.url)
     chunks = Respond.anthropic_stream("a b", "claude-sonnet-4-6").chunks
-    upstream.script("/v1/messages", Respond(200, {"content-type": "text/event-stream"}, chunks=[chunks[0], 30, *chunks[1:]]))
-    with httpx.stream("POST", daphne.url + "/v1/messages", json={**BODY, "stream": True}, headers={"x-api-key": key}, timeout=30) as response:
+    upstream.script(
+        "/v1/messages",
+        Respond(200, {"content-type": "text/event-stream"}, chunks=[chunks[0], 30, *chunks[1:]]),
+    )
+    with httpx.stream(
+        "POST",
+        daphne.url + "/v1/messages",
+        json={**BODY, "stream": True},
+        headers={"x-api-key": key},
+        timeout=30,
+    ) as response:
         for chunk in response.iter_raw():
             if b"message_start" in chunk:
                 break
     closed_at = time.monotonic()
-    assert upstream.wait_for(lambda: upstream.requests and upstream.requests[-1].client_gone, timeout=3)
+    assert upstream.wait_for(
+        lambda: upstream.requests and upstream.requests[-1].client_gone, timeout=3
+    )
     assert time.monotonic() - closed_at < 1.0
     assert upstream.wait_for(lambda: upstream.open_connections == 0, timeout=3)
     assert not QuotaState.objects.exists()  # a client leaving never counts against a credential
 
 
-def test_it_cancels_a_pending_non_stream_upstream_call_when_the_client_leaves(daphne, upstream, key):
+def test_it_cancels_a_pending_non_stream_upstream_call_when_the_client_leaves(
+    daphne, upstream, key
+):
     make_credential(base_url=upstream.url)
-    upstream.script("/v1/messages", Respond(200, {"content-type": "application/json"}, chunks=[30, json.dumps(anthropic_message("x", "m")).encode()]))
+    upstream.script(
+        "/v1/messages",
+        Respond(
+            200,
+            {"content-type": "application/json"},
+            chunks=[30, json.dumps(anthropic_message("x", "m")).encode()],
+        ),
+    )
     with pytest.raises(httpx.ReadTimeout):
         post(daphne, key, BODY, timeout=0.5)
-    assert upstream.wait_for(lambda: upstream.requests and upstream.requests[-1].client_gone, timeout=3)
+    assert upstream.wait_for(
+        lambda: upstream.requests and upstream.requests[-1].client_gone, timeout=3
+    )
     assert not QuotaState.objects.exists()
 
 
 def test_it_ends_a_stream_with_an_error_event_when_the_upstream_drops(daphne, upstream, key):
     make_credential(base_url=upstream.url)
     chunks = Respond.anthropic_stream("a b", "claude-sonnet-4-6").chunks
-    upstream.script("/v1/messages", Respond(200, {"content-type": "text/event-stream"}, chunks=[*chunks[:3], DROP]))
+    upstream.script(
+        "/v1/messages",
+        Respond(200, {"content-type": "text/event-stream"}, chunks=[*chunks[:3], DROP]),
+    )
     response = post(daphne, key, {**BODY, "stream": True})
     events = sse_events(response.content)
     assert events[0][0] == "message_start"
@@ -148,10 +191,14 @@ def test_it_ends_a_stream_with_an_error_event_when_the_upstream_drops(daphne, up
     assert events[-1][1]["error"]["type"] == "api_error"
 
 
-def test_it_answers_a_stream_that_fails_before_its_first_event_with_the_real_status(daphne, upstream, key):
+def test_it_answers_a_stream_that_fails_before_its_first_event_with_the_real_status(
+    daphne, upstream, key
+):
     make_credential(base_url=upstream.url)
     set_proxy_settings(request_retry=0)
-    upstream.script("/v1/messages", Respond.error(429, "rate_limit_error", "slow", headers={"retry-after": "3"}))
+    upstream.script(
+        "/v1/messages", Respond.error(429, "rate_limit_error", "slow", headers={"retry-after": "3"})
+    )
     response = post(daphne, key, {**BODY, "stream": True})
     assert response.status_code == 429
     assert response.headers["content-type"] == "application/json"

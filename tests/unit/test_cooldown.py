@@ -77,7 +77,9 @@ def test_it_classifies_an_invalid_request_type_as_a_fault_at_other_statuses(
     assert failure(status, error_type).kind is FailureKind.REQUEST_FAULT
 
 
-@pytest.mark.parametrize(("status", "kind"), [(403, FailureKind.ATTENTION), (404, FailureKind.MODEL_NOT_FOUND)])
+@pytest.mark.parametrize(
+    ("status", "kind"), [(403, FailureKind.ATTENTION), (404, FailureKind.MODEL_NOT_FOUND)]
+)
 def test_it_holds_403_and_404_against_the_credential_whatever_the_body_type(status, kind) -> None:
     # OpenAI-style servers answer an unknown model with 404 invalid_request_error: fail over.
     assert failure(status, "invalid_request_error").kind is kind
