@@ -373,6 +373,8 @@ class Pool:
             await self.refresh()
         assert self.snapshot is not None
         if time.monotonic() - self.counters.flushed_at >= settings.STATS_FLUSH_SECONDS:
+            # Mark first: the requests arriving before the flush task runs must not spawn more.
+            self.counters.flushed_at = time.monotonic()
             self.spawn(self.flush())
         return self.snapshot
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connections
 from django.test import AsyncClient
 
 from accounts.models import ClientKey, Credential, CredentialModel, ProxySettings
@@ -56,10 +57,15 @@ async def fresh_pool(settings):
     """A clean in-process pool that re-reads the database on every request."""
     settings.POOL_REFRESH_SECONDS = 0
     pool.reset()
+    # Django keeps database connections per async context. Creating the connection object here
+    # puts it in storage the test body's (copied) context shares, so teardown can close what the
+    # test body opened while setting up data with the plain ORM.
+    connections["default"]
     yield pool
     await pool.settle()
     await http.close_all()
     pool.reset()
+    connections.close_all()
 
 
 def make_credential(

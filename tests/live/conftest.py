@@ -92,3 +92,20 @@ def daphne_b(daphne_env) -> Iterator[DaphneProcess]:
     process = DaphneProcess("b", daphne_env)
     yield process
     process.stop()
+
+
+@pytest.fixture
+def sdk_client():
+    """Official SDK clients for a base URL, closed after the test (no leaked sockets)."""
+    import anthropic
+
+    made: list[anthropic.Anthropic] = []
+
+    def make(base_url: str, api_key: str) -> anthropic.Anthropic:
+        client = anthropic.Anthropic(base_url=base_url, api_key=api_key, max_retries=0)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 
-import anthropic
 import httpx
 import pytest
 
@@ -109,7 +108,7 @@ def test_it_applies_an_admin_change_in_every_worker_within_two_seconds(workers, 
 
 
 def test_it_keeps_gemini_thought_signatures_when_the_next_turn_lands_on_another_worker(
-    workers, upstream
+    workers, upstream, sdk_client
 ):
     make_credential("gemini", provider="gemini", base_url=upstream.url, secret="AIza-test-key-0001")
     key = make_client_key()
@@ -167,7 +166,7 @@ def test_it_keeps_gemini_thought_signatures_when_the_next_turn_lands_on_another_
             split=11,
         ),
     )
-    client_a = anthropic.Anthropic(base_url=a.url, api_key=key, max_retries=0)
+    client_a = sdk_client(a.url, key)
     history = [{"role": "user", "content": "How far is the moon?"}]
     with client_a.messages.stream(
         model="gemini-3-pro-preview", max_tokens=256, tools=tools, messages=history
@@ -200,7 +199,7 @@ def test_it_keeps_gemini_thought_signatures_when_the_next_turn_lands_on_another_
             }
         ),
     )
-    client_b = anthropic.Anthropic(base_url=b.url, api_key=key, max_retries=0)
+    client_b = sdk_client(b.url, key)
     second = client_b.messages.create(
         model="gemini-3-pro-preview", max_tokens=256, tools=tools, messages=history
     )
@@ -213,5 +212,3 @@ def test_it_keeps_gemini_thought_signatures_when_the_next_turn_lands_on_another_
             "thoughtSignature": "U0lHTkFUVVJFLTE=",
         }
     ]
-    client_a.close()
-    client_b.close()

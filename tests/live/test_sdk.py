@@ -12,15 +12,13 @@ pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def sdk(daphne, upstream):
+def sdk(daphne, upstream, sdk_client):
     make_credential(
         base_url=upstream.url,
         models=[("claude-opus-4-8", "claude-opus-4-8"), ("claude-sonnet-4-6", "sonnet")],
     )
     set_proxy_settings(request_retry=0)
-    client = anthropic.Anthropic(base_url=daphne.url, api_key=make_client_key(), max_retries=0)
-    yield client
-    client.close()
+    return sdk_client(daphne.url, make_client_key())
 
 
 def test_it_serves_messages_create(sdk, upstream):
@@ -62,10 +60,13 @@ def test_it_lists_models(sdk):
 
 
 def test_it_raises_the_sdk_error_classes(sdk, daphne, upstream):
-    with pytest.raises(anthropic.AuthenticationError):
-        anthropic.Anthropic(
-            base_url=daphne.url, api_key="sk-px-wrong", max_retries=0
-        ).messages.create(model="sonnet", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+    with (
+        anthropic.Anthropic(base_url=daphne.url, api_key="sk-px-wrong", max_retries=0) as stranger,
+        pytest.raises(anthropic.AuthenticationError),
+    ):
+        stranger.messages.create(
+            model="sonnet", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+        )
     with pytest.raises(anthropic.NotFoundError):
         sdk.messages.create(
             model="nope-1", max_tokens=5, messages=[{"role": "user", "content": "x"}]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 
-import anthropic
 import pytest
 
 from tests.conftest import make_client_key, make_credential
@@ -36,7 +35,7 @@ def key():
     return make_client_key()
 
 
-def test_it_streams_gemini_text_thinking_and_tool_use_to_the_sdk(daphne, upstream, key):
+def test_it_streams_gemini_text_thinking_and_tool_use_to_the_sdk(daphne, upstream, key, sdk_client):
     make_credential("gemini", provider="gemini", base_url=upstream.url, secret="AIza-test-key-0002")
     chunks = [
         {
@@ -81,7 +80,7 @@ def test_it_streams_gemini_text_thinking_and_tool_use_to_the_sdk(daphne, upstrea
     upstream.script(
         "/v1beta/", Respond.sse([(None, c) for c in chunks], terminator=b"\r\n\r\n", split=9)
     )
-    client = anthropic.Anthropic(base_url=daphne.url, api_key=key, max_retries=0)
+    client = sdk_client(daphne.url, key)
     with client.messages.stream(
         model="gemini-2.5-pro",
         max_tokens=1024,
@@ -90,7 +89,6 @@ def test_it_streams_gemini_text_thinking_and_tool_use_to_the_sdk(daphne, upstrea
         messages=[{"role": "user", "content": "Read /tmp/a.txt"}],
     ) as stream:
         message = stream.get_final_message()
-    client.close()
     kinds = [block.type for block in message.content]
     assert kinds.count("thinking") >= 1 and "text" in kinds and kinds[-1] == "tool_use"
     thinking = "".join(b.thinking for b in message.content if b.type == "thinking")
@@ -108,7 +106,9 @@ def test_it_streams_gemini_text_thinking_and_tool_use_to_the_sdk(daphne, upstrea
     assert sent["generationConfig"]["maxOutputTokens"] == 1024
 
 
-def test_it_streams_openai_tool_arguments_to_the_sdk_as_they_arrive(daphne, upstream, key):
+def test_it_streams_openai_tool_arguments_to_the_sdk_as_they_arrive(
+    daphne, upstream, key, sdk_client
+):
     make_credential(
         "router",
         provider="openai",
@@ -172,7 +172,7 @@ def test_it_streams_openai_tool_arguments_to_the_sdk_as_they_arrive(daphne, upst
         "/v1/chat/completions", Respond(200, {"content-type": "text/event-stream"}, chunks=chunks)
     )
 
-    client = anthropic.Anthropic(base_url=daphne.url, api_key=key, max_retries=0)
+    client = sdk_client(daphne.url, key)
     arrivals = []
     started = time.monotonic()
     with client.messages.stream(
@@ -182,7 +182,6 @@ def test_it_streams_openai_tool_arguments_to_the_sdk_as_they_arrive(daphne, upst
             if event.type == "content_block_delta" and event.delta.type == "input_json_delta":
                 arrivals.append((time.monotonic() - started, event.delta.partial_json))
         message = stream.get_final_message()
-    client.close()
     assert len(arrivals) >= 4
     assert json.loads("".join(p for _, p in arrivals)) == {"path": "/tmp/a.txt", "limit": 5}
     # The first fragment reached the client while the upstream was still sending the rest.
