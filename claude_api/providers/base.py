@@ -16,15 +16,17 @@ import zlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
+import orjson
 
 from accounts.pool import ProxyConfig, Route
 from claude_api import http
 from claude_api.errors import UpstreamError
 from claude_api.request import ClientRequest
 from claude_api.sse import SSEEvent, SSEParser
+from claude_api.translate.common import ErrorInfo, TranslatedStreamError
 
 GZIP_MAGIC = b"\x1f\x8b"
 # Never forwarded to the client even with passthrough_headers (hop-by-hop, framing, cookies,
@@ -190,8 +192,6 @@ async def read_body(response: httpx.Response, label: str) -> bytes:
 
 
 def json_or_none(body: bytes) -> Any:
-    import orjson
-
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -229,9 +229,59 @@ def dumps(value: Any) -> bytes:
     """orjson, falling back to the stdlib for what orjson refuses (integers beyond 64 bits)."""
     import json
 
-    import orjson
-
     try:
         return orjson.dumps(value)
     except TypeError:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def error_from_info(info: ErrorInfo, headers: dict[str, str] | None = None) -> UpstreamError:
+    """A translator's mapped upstream error, as the one exception the dispatch understands."""
+    return UpstreamError(
+        info.message,
+        status=info.status,
+        error_type=info.error_type,
+        upstream_headers=headers or {},
+        retry_after=info.retry_after,
+    )
+
+
+class StreamTranslator(Protocol):
+    def feed(self, chunk: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]: ...
+
+    def finish(self) -> list[tuple[str, dict[str, Any]]]: ...
+
+
+async def translated_events(
+    response: httpx.Response, translator: StreamTranslator, label: str
+) -> AsyncIterator[SSEEvent]:
+    """Anthropic events from a Gemini / OpenAI-style stream of JSON ``data:`` chunks, translated
+    as they arrive. ``[DONE]`` (OpenAI) ends it; so does the end of the body (Gemini sends none).
+    An error object inside the stream becomes UpstreamError."""
+    try:
+        async for event in sse_events(response, label):
+            data = event.data.strip()
+            if not data:
+                continue
+            if data == b"[DONE]":
+                break
+            try:
+                chunk: Any = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                raise UpstreamError(
+                    f"The upstream ({label}) sent a stream chunk that is not JSON.",
+                    status=502,
+                    error_type="api_error",
+                ) from None
+            if isinstance(chunk, list):  # Google sometimes wraps a bare error object in a list
+                chunk = chunk[0] if chunk and isinstance(chunk[0], dict) else {}
+            if not isinstance(chunk, dict):
+                continue
+            if event.name == "error" and "error" not in chunk:
+                chunk = {"error": chunk}
+            for name, payload in translator.feed(chunk):
+                yield SSEEvent(name, dumps(payload))
+        for name, payload in translator.finish():
+            yield SSEEvent(name, dumps(payload))
+    except TranslatedStreamError as exc:
+        raise error_from_info(exc.info) from None

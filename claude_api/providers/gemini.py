@@ -8,11 +8,7 @@ subset (``parameters``) instead, retried once and remembered for that credential
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
-
 import httpx
-import orjson
 
 from claude_api.errors import UpstreamError
 from claude_api.providers.base import (
@@ -21,15 +17,15 @@ from claude_api.providers.base import (
     Reply,
     UpstreamCall,
     dumps,
+    error_from_info,
     json_or_none,
     lower_headers,
     post,
     read_all,
-    sse_events,
+    translated_events,
 )
-from claude_api.sse import SSEEvent
 from claude_api.translate import gemini
-from claude_api.translate.common import ErrorInfo, TranslatedStreamError
+from claude_api.translate.common import TranslatedStreamError
 
 JSON_SCHEMA = "json_schema"
 PARAMETERS = "parameters"
@@ -58,7 +54,7 @@ class GeminiProvider(Provider):
                 stop_sequences=call.request.body.get("stop_sequences"),
             )
         except TranslatedStreamError as exc:
-            raise _error(exc.info) from None
+            raise error_from_info(exc.info) from None
         return Reply(200, dumps(message), lower_headers(response))
 
     async def stream(self, call: UpstreamCall) -> EventStream:
@@ -68,7 +64,7 @@ class GeminiProvider(Provider):
             stop_sequences=call.request.body.get("stop_sequences"),
             tool_names=gemini.tool_name_map(call.request.body),
         )
-        return EventStream(_events(response, translator, call.credential.label), response)
+        return EventStream(translated_events(response, translator, call.credential.label), response)
 
     async def count_tokens(self, call: UpstreamCall) -> Reply:
         payload = gemini.build_count_tokens_request(
@@ -84,7 +80,9 @@ class GeminiProvider(Provider):
         )
         body = await read_all(response, call.credential.label)
         if response.status_code >= 400:
-            raise _error(gemini.parse_error(response.status_code, body), lower_headers(response))
+            raise error_from_info(
+                gemini.parse_error(response.status_code, body), lower_headers(response)
+            )
         data = json_or_none(body)
         if not isinstance(data, dict):
             raise UpstreamError("countTokens answered with something that is not JSON.", status=502)
@@ -114,7 +112,7 @@ class GeminiProvider(Provider):
                 _parameters_only.add(call.route.credential_id)
                 mode = PARAMETERS
                 continue
-            raise _error(info, lower_headers(response))
+            raise error_from_info(info, lower_headers(response))
 
     @staticmethod
     def _url(call: UpstreamCall, action: str) -> str:
@@ -134,43 +132,3 @@ class GeminiProvider(Provider):
 
 def _schema_mode(call: UpstreamCall) -> str:
     return PARAMETERS if call.route.credential_id in _parameters_only else JSON_SCHEMA
-
-
-def _error(info: ErrorInfo, headers: dict[str, str] | None = None) -> UpstreamError:
-    return UpstreamError(
-        info.message,
-        status=info.status,
-        error_type=info.error_type,
-        upstream_headers=headers or {},
-        retry_after=info.retry_after,
-    )
-
-
-async def _events(
-    response: httpx.Response, translator: gemini.StreamTranslator, label: str
-) -> AsyncIterator[SSEEvent]:
-    async for event in sse_events(response, label):
-        if not event.data.strip():
-            continue
-        try:
-            chunk: Any = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(
-                f"The upstream ({label}) sent a stream chunk that is not JSON.",
-                status=502,
-                error_type="api_error",
-            ) from None
-        if isinstance(chunk, list):  # a bare error object Google sometimes wraps in a list
-            chunk = chunk[0] if chunk and isinstance(chunk[0], dict) else {}
-        try:
-            translated = translator.feed(chunk)
-        except TranslatedStreamError as exc:
-            raise _error(exc.info) from None
-        for name, data in translated:
-            yield SSEEvent(name, dumps(data))
-    try:
-        translated = translator.finish()
-    except TranslatedStreamError as exc:
-        raise _error(exc.info) from None
-    for name, data in translated:
-        yield SSEEvent(name, dumps(data))

@@ -8,11 +8,7 @@ count_tokens answers with a local estimate and says so in ``x-proxy-token-count:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
-
 import httpx
-import orjson
 
 from claude_api.errors import UpstreamError
 from claude_api.providers.base import (
@@ -21,15 +17,15 @@ from claude_api.providers.base import (
     Reply,
     UpstreamCall,
     dumps,
+    error_from_info,
     json_or_none,
     lower_headers,
     post,
     read_all,
-    sse_events,
+    translated_events,
 )
-from claude_api.sse import SSEEvent
 from claude_api.translate import openai
-from claude_api.translate.common import ErrorInfo, TranslatedStreamError
+from claude_api.translate.common import TranslatedStreamError
 
 ESTIMATE_HEADER = "x-proxy-token-count"
 
@@ -51,7 +47,7 @@ class OpenAIProvider(Provider):
         try:
             message = openai.translate_response(data, model=call.request.model, names=names)
         except TranslatedStreamError as exc:
-            raise _error(exc.info) from None
+            raise error_from_info(exc.info) from None
         return Reply(200, dumps(message), lower_headers(response))
 
     async def stream(self, call: UpstreamCall) -> EventStream:
@@ -66,7 +62,7 @@ class OpenAIProvider(Provider):
             if options.include_usage
             else openai.estimate_input_tokens(call.request.body),
         )
-        return EventStream(_events(response, translator, call.credential.label), response)
+        return EventStream(translated_events(response, translator, call.credential.label), response)
 
     async def count_tokens(self, call: UpstreamCall) -> Reply:
         tokens = openai.estimate_input_tokens(call.request.body)
@@ -90,7 +86,9 @@ class OpenAIProvider(Provider):
         )
         if response.status_code >= 400:
             body = await read_all(response, call.credential.label)
-            raise _error(openai.parse_error(response.status_code, body), lower_headers(response))
+            raise error_from_info(
+                openai.parse_error(response.status_code, body), lower_headers(response)
+            )
         return response
 
 
@@ -113,48 +111,3 @@ def _headers(call: UpstreamCall, *, streaming: bool) -> dict[str, str]:
     headers["accept"] = "text/event-stream" if streaming else "application/json"
     headers["accept-encoding"] = "identity" if streaming else "gzip, deflate"
     return headers
-
-
-def _error(info: ErrorInfo, headers: dict[str, str] | None = None) -> UpstreamError:
-    return UpstreamError(
-        info.message,
-        status=info.status,
-        error_type=info.error_type,
-        upstream_headers=headers or {},
-        retry_after=info.retry_after,
-    )
-
-
-async def _events(
-    response: httpx.Response, translator: openai.StreamTranslator, label: str
-) -> AsyncIterator[SSEEvent]:
-    async for event in sse_events(response, label):
-        data = event.data.strip()
-        if not data:
-            continue
-        if data == b"[DONE]":
-            break
-        try:
-            chunk: Any = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(
-                f"The upstream ({label}) sent a stream chunk that is not JSON.",
-                status=502,
-                error_type="api_error",
-            ) from None
-        if not isinstance(chunk, dict):
-            continue
-        if event.name == "error" and "error" not in chunk:
-            chunk = {"error": chunk}
-        try:
-            translated = translator.feed(chunk)
-        except TranslatedStreamError as exc:
-            raise _error(exc.info) from None
-        for name, payload in translated:
-            yield SSEEvent(name, dumps(payload))
-    try:
-        translated = translator.finish()
-    except TranslatedStreamError as exc:
-        raise _error(exc.info) from None
-    for name, payload in translated:
-        yield SSEEvent(name, dumps(payload))
