@@ -70,6 +70,7 @@ class Stack:
         self.tmp = Path(tempfile.mkdtemp(prefix="proxy-bench-"))
         self.upstream_port = free_port()
         self.proxy_port = free_port()
+        self.floor_port = free_port()
         self.env = {
             **os.environ,
             "DATA_DIR": str(self.tmp),
@@ -131,8 +132,26 @@ class Stack:
             stderr=subprocess.DEVNULL,
         )
         self.processes.append(self.daphne)
+        self.processes.append(
+            subprocess.Popen(
+                [
+                    PYTHON,
+                    "-m",
+                    "daphne",
+                    "-b",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.floor_port),
+                    "bench.constant_app:application",
+                ],
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         wait_for_port(self.upstream_port)
         wait_for_port(self.proxy_port)
+        wait_for_port(self.floor_port)
 
     @property
     def upstream_url(self) -> str:
@@ -141,6 +160,10 @@ class Stack:
     @property
     def proxy_url(self) -> str:
         return f"http://127.0.0.1:{self.proxy_port}"
+
+    @property
+    def floor_url(self) -> str:
+        return f"http://127.0.0.1:{self.floor_port}"
 
     def stop(self) -> None:
         for process in self.processes:
@@ -172,9 +195,10 @@ async def timed_requests(
 
 async def latency_c1(stack: Stack, rounds: int, per_round: int) -> dict[str, list[float]]:
     """Interleave direct and proxied blocks so machine noise hits both alike."""
-    results: dict[str, list[float]] = {"direct": [], "proxy": []}
+    results: dict[str, list[float]] = {"direct": [], "proxy": [], "floor": []}
     targets = {
         "direct": (stack.upstream_url + "/v1/messages", {"content-type": "application/json"}),
+        "floor": (stack.floor_url + "/v1/messages", {"content-type": "application/json"}),
         "proxy": (
             stack.proxy_url + "/v1/messages",
             {"content-type": "application/json", "x-api-key": stack.key},
@@ -378,7 +402,13 @@ def main() -> None:
         c1 = asyncio.run(latency_c1(stack, rounds=10, per_round=int(200 * scale)))
         direct_p50, proxy_p50 = percentile(c1["direct"], 50), percentile(c1["proxy"], 50)
         direct_p99, proxy_p99 = percentile(c1["direct"], 99), percentile(c1["proxy"], 99)
+        floor_p50, floor_p99 = percentile(c1["floor"], 50), percentile(c1["floor"], 99)
         rows += [
+            (
+                "c=1: daphne answering a constant, no Django (its floor) p50 / p99 (ms)",
+                f"{floor_p50:.2f} / {floor_p99:.2f}",
+                "",
+            ),
             (
                 "non-stream c=1: upstream direct p50 / p99 (ms)",
                 f"{direct_p50:.2f} / {direct_p99:.2f}",

@@ -7,8 +7,8 @@ from proxysite import views
 from proxysite.api import api
 
 urlpatterns = [
+    path("v1/", api.urls),  # first: every API request resolves through this list
     path("", views.root),
     path("healthz", views.healthz),
     path("admin/", admin.site.urls),
-    path("v1/", api.urls),
 ]

@@ -169,7 +169,9 @@ async def post(
     timeout = http.timeout_for(
         call.config.upstream_connect_timeout, call.config.upstream_read_timeout
     )
-    request = client.build_request("POST", url, headers=headers, content=content, timeout=timeout)
+    request = client.build_request(
+        "POST", http.parsed_url(url), headers=headers, content=content, timeout=timeout
+    )
     try:
         return await client.send(request, stream=True)
     except httpx.HTTPError as exc:
