@@ -210,7 +210,17 @@ class Dispatch:
             body_retry_after=exc.body_retry_after,
         )
         exc.request_fault = failure.kind is cooldown.FailureKind.REQUEST_FAULT
-        record = await pool.record_failure(route, failure, self.config)
+        if (
+            self.request.endpoint == COUNT_TOKENS
+            and failure.kind is not cooldown.FailureKind.ATTENTION
+        ):
+            # Token counting has limits of its own upstream, and some Anthropic-compatible servers
+            # lack the endpoint: such a failure says nothing about serving messages. (A bad key
+            # is a bad key either way.)
+            pool.counters.failures[route.credential_id] += 1
+            record = None
+        else:
+            record = await pool.record_failure(route, failure, self.config)
         if self.session and failure.counts_against_credential:
             pool.selector.unbind(self.request.model, self.session)
         step = self._step(

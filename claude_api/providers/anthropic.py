@@ -15,6 +15,7 @@ import orjson
 from claude_api.errors import UpstreamError, envelope_from_upstream
 from claude_api.providers.base import (
     ERROR_TYPE_STATUSES,
+    ESTIMATE_HEADER,
     EventStream,
     Provider,
     Reply,
@@ -27,6 +28,7 @@ from claude_api.providers.base import (
 )
 from claude_api.sse import SSEEvent
 from claude_api.translate.common import SIGNATURE_TAGS, content_blocks, thinking_signature_family
+from claude_api.translate.openai import estimate_input_tokens
 
 DEFAULT_VERSION = "2023-06-01"
 OAUTH_BETA = "oauth-2025-04-20"
@@ -78,6 +80,11 @@ class AnthropicProvider(Provider):
         )
         body = await read_all(response, call.credential.label)
         headers = lower_headers(response)
+        if response.status_code == 404:
+            # An Anthropic-compatible server without the endpoint: an estimate serves the client
+            # better than a 404 (on which Claude Code falls back to paid max_tokens=1 calls).
+            tokens = estimate_input_tokens(call.request.body)
+            return Reply(200, dumps({"input_tokens": tokens}), {}, {ESTIMATE_HEADER: "estimate"})
         if response.status_code >= 400:
             raise upstream_error(response.status_code, body, headers)
         return Reply(response.status_code, body, headers)

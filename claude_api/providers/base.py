@@ -29,6 +29,8 @@ from claude_api.sse import SSEEvent, SSEParser
 from claude_api.translate.common import ErrorInfo, TranslatedStreamError
 
 GZIP_MAGIC = b"\x1f\x8b"
+# Marks a count_tokens answer the proxy estimated locally instead of asking the upstream.
+ESTIMATE_HEADER = "x-proxy-token-count"
 # Never forwarded to the client even with passthrough_headers (hop-by-hop, framing, cookies,
 # and other gateways' internals).
 HOP_BY_HOP = frozenset(

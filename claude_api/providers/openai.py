@@ -12,6 +12,7 @@ import httpx
 
 from claude_api.errors import UpstreamError
 from claude_api.providers.base import (
+    ESTIMATE_HEADER,
     EventStream,
     Provider,
     Reply,
@@ -26,8 +27,6 @@ from claude_api.providers.base import (
 )
 from claude_api.translate import openai
 from claude_api.translate.common import TranslatedStreamError
-
-ESTIMATE_HEADER = "x-proxy-token-count"
 
 
 class OpenAIProvider(Provider):

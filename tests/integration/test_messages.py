@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from accounts.models import QuotaState
 from tests.conftest import (
     UPSTREAM_SECRET,
     make_credential,
@@ -236,3 +237,33 @@ async def test_it_never_carries_an_upstream_cookie_to_another_request(api, upstr
     await api.message()
     await api.message()
     assert "cookie" not in upstream.requests[-1].headers
+
+
+async def test_it_estimates_tokens_when_an_anthropic_compatible_upstream_lacks_count_tokens(
+    api, upstream
+):
+    make_credential(base_url=upstream.url)
+    upstream.script(
+        "/v1/messages/count_tokens", Respond.error(404, "not_found_error", "no such route")
+    )
+    body = {
+        "model": "claude-sonnet-4-6",
+        "messages": [{"role": "user", "content": "Count me, please."}],
+    }
+    response = await api.post("/v1/messages/count_tokens", body)
+    assert response.status_code == 200
+    assert json.loads(response.content)["input_tokens"] > 0
+    assert response["x-proxy-token-count"] == "estimate"
+
+
+async def test_it_does_not_cool_a_credential_down_for_a_count_tokens_rate_limit(api, upstream):
+    make_credential(base_url=upstream.url)
+    upstream.script(
+        "/v1/messages/count_tokens",
+        Respond.error(429, "rate_limit_error", "count limit", headers={"retry-after": "60"}),
+    )
+    set_proxy_settings(request_retry=0)
+    body = {"model": "claude-sonnet-4-6", "messages": [{"role": "user", "content": "x"}]}
+    assert (await api.post("/v1/messages/count_tokens", body)).status_code == 429
+    assert (await api.message()).status_code == 200  # messages still flow on that credential
+    assert not QuotaState.objects.exists()
