@@ -61,7 +61,7 @@ class Credential(models.Model):
     prefix = models.CharField(
         max_length=50,
         blank=True,
-        help_text="Clients can address this credential's models as <prefix>/<model>.",
+        help_text="Clients can address this credential's models as PREFIX/MODEL.",
     )
     excluded_models = models.TextField(
         blank=True,
@@ -248,7 +248,7 @@ class ProxySettings(models.Model):
     )
     force_model_prefix = models.BooleanField(
         default=False,
-        help_text="Credentials with a prefix are only reachable as <prefix>/<model>.",
+        help_text="Credentials with a prefix are only reachable as PREFIX/MODEL.",
     )
     proxy_url = models.CharField(
         max_length=300, blank=True, help_text="Global outbound proxy for upstream calls."

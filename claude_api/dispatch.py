@@ -179,7 +179,6 @@ class Dispatch:
         try:
             result = await operation(call)
         except UpstreamError as exc:
-            exc.message = redact(exc.message, route.credential.secret.reveal())
             await self.failed(route, exc, round_number=round_number, started=started)
             raise
         self.route = route
@@ -200,6 +199,7 @@ class Dispatch:
         after_first_byte: bool = False,
     ) -> None:
         """Classify an upstream failure and record it against the credential."""
+        exc.message = redact(exc.message, route.credential.secret.reveal())
         failure = cooldown.classify(
             status=exc.upstream_status,
             error_type=exc.error_type,
