@@ -298,3 +298,22 @@ async def test_it_clears_a_model_state_on_the_next_success(api, upstream):
     response = await api.message()
     assert response.status_code == 200
     assert not QuotaState.objects.exists()
+
+
+async def test_it_aggregates_success_and_failure_counts_and_key_use_off_the_request_path(
+    api, upstream
+):
+    from accounts.models import ClientKey, CredentialStats
+
+    three_credentials(upstream)
+    upstream.script("/first/", Respond.error(500, "api_error", "boom"))
+    for _ in range(3):
+        await api.message()
+    assert not CredentialStats.objects.exists()  # nothing written per request
+    await pool.flush()
+    counts = {
+        s.credential.label: (s.successes, s.failures)
+        for s in CredentialStats.objects.select_related("credential")
+    }
+    assert counts == {"first": (0, 1), "second": (3, 0)}
+    assert ClientKey.objects.get().last_used_at is not None
