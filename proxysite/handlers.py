@@ -1,19 +1,20 @@
 """A lean ASGI handler for the API paths.
 
-Django's ASGIHandler does three things per request that an API request here never needs and that
+Django's ASGIHandler does four things per request that an API request here never needs and that
 cost more than the whole proxying work (docs/performance-notes.md; measured ~5 ms per request on
 this stack, mostly thread start-ups):
 - it runs each request in a ``ThreadSensitiveContext``, which starts a fresh thread for the
   request's first ``sync_to_async`` call;
 - it sends ``request_started`` / ``request_finished``, whose receivers (reset_queries,
   close_old_connections) are synchronous and so each cost a thread hop;
-- it closes the response through ``sync_to_async`` (here: directly, which is cheap because the
-  event-loop thread never opens a database connection).
+- it logs every response with status >= 400 through ``sync_to_async``;
+- it closes the response through ``sync_to_async``.
 API views never touch the ORM on the event-loop thread: their database work goes through
 ``database_sync_to_async``, which opens and closes its own connection around each call. So for
-API paths this handler skips the first two and closes responses directly, and runs a short middleware chain (request ids and
-JSON errors only; no sessions, CSRF or messages, which only the admin uses). Everything else
-(admin, static files) goes through Django's own handler unchanged.
+API paths this handler skips the first three and closes responses directly (cheap: the
+event-loop thread has no database connection to close), and runs a short middleware chain
+(request ids and JSON errors only; no sessions, CSRF or messages, which only the admin uses).
+Everything else (admin, static files) goes through Django's own handler unchanged.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import asyncio
 from django.conf import settings
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
-from django.urls import set_script_prefix
+from django.urls import set_script_prefix, set_urlconf
 
 API_PREFIXES = ("/v1/", "/v1", "/healthz")
 API_MIDDLEWARE = ["proxysite.middleware.RequestIdMiddleware"]
@@ -45,6 +46,16 @@ class ApiASGIHandler(ASGIHandler):
 
     async def __call__(self, scope, receive, send) -> None:
         await self.handle(scope, receive, send)
+
+    async def get_response_async(self, request):
+        # Django's version logs every response >= 400 through a thread hop (log_response in
+        # sync_to_async): for a proxy that answers 429s and upstream errors as a matter of course,
+        # that is half a millisecond each and a log line nobody needs. The proxy logs upstream
+        # failures itself (claude_api.dispatch) and unexpected errors in its exception handler.
+        set_urlconf(settings.ROOT_URLCONF)
+        response = await self._middleware_chain(request)
+        response._resource_closers.append(request.close)
+        return response
 
     async def handle(self, scope, receive, send) -> None:
         # Django's ASGIHandler.handle, without the request signals and the threaded close.
