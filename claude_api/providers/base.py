@@ -167,15 +167,18 @@ async def post(
     """Send one request; return the response with its body unread. The caller closes it
     (``finally: await response.aclose()``), also on cancellation, so no connection outlives the
     client's request."""
-    client = http.client_for(call.credential.proxy_url)
     timeout = http.timeout_for(
         call.config.upstream_connect_timeout, call.config.upstream_read_timeout
     )
-    request = client.build_request(
-        "POST", http.parsed_url(url), headers=headers, content=content, timeout=timeout
-    )
     try:
-        return await client.send(request, stream=True)
+        return await http.send(
+            call.credential.proxy_url,
+            "POST",
+            url,
+            headers=headers,
+            content=content,
+            timeout=timeout,
+        )
     except httpx.HTTPError as exc:
         raise connection_error(exc, call.credential.label) from None
 
