@@ -101,8 +101,9 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 ),
                 ("message_stop", {"type": "message_stop"}),
             ]
-            for name, data in events:
-                if gap:
+            for index, (name, data) in enumerate(events):
+                if gap and index:
+                    # The first event goes out at once, like a real upstream's message_start.
                     await asyncio.sleep(gap)
                 chunk = sse(name, data)
                 writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))

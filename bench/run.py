@@ -441,25 +441,26 @@ def main() -> None:
             ("non-stream c=32: upstream direct (req/s)", f"{direct_rps:.0f}", ""),
             ("non-stream c=32: through the proxy (req/s)", f"{proxy_rps:.0f}", ""),
         ]
-        count = int(200 * scale) + 10
+        count = int(100 * scale) + 10
+        # Events 5 ms apart, as tokens arrive from a real model: the first one travels alone.
         direct_first, _ = asyncio.run(
             stream_timings(
-                stack.upstream_url + "/v1/messages", {"content-type": "application/json"}, count, 0
+                stack.upstream_url + "/v1/messages", {"content-type": "application/json"}, count, 5
             )
         )
         proxy_first, _ = asyncio.run(
-            stream_timings(stack.proxy_url + "/v1/messages", proxy_headers, count, 0)
+            stream_timings(stack.proxy_url + "/v1/messages", proxy_headers, count, 5)
         )
         _, direct_relay = asyncio.run(
             stream_timings(
                 stack.upstream_url + "/v1/messages",
                 {"content-type": "application/json"},
-                max(5, count // 10),
+                max(5, count // 5),
                 20,
             )
         )
         _, proxy_relay = asyncio.run(
-            stream_timings(stack.proxy_url + "/v1/messages", proxy_headers, max(5, count // 10), 20)
+            stream_timings(stack.proxy_url + "/v1/messages", proxy_headers, max(5, count // 5), 20)
         )
         rows += [
             (
