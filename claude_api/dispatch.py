@@ -57,7 +57,6 @@ class Dispatch:
         )
         self.steps: list[dict] = []
         self.attempts = 0
-        self.route: Route | None = None
         self.started = time.monotonic()
         self._noted_skips: set[int] = set()
         self._saved = False
@@ -181,7 +180,6 @@ class Dispatch:
         except UpstreamError as exc:
             await self.failed(route, exc, round_number=round_number, started=started)
             raise
-        self.route = route
         self.steps.append(
             self._step(route, "ok", round_number=round_number, started=started, status=200)
         )
@@ -245,7 +243,6 @@ class Dispatch:
         )
 
     async def succeeded(self, route: Route) -> None:
-        self.route = route
         await pool.record_success(route)
         if self.session:
             pool.selector.bind(

@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 from django.http import HttpResponse, StreamingHttpResponse
 
 from claude_api.dispatch import Dispatch, OpenedStream
 from claude_api.errors import ProxyError, UpstreamError
 from claude_api.providers.base import Reply, passthrough_headers
+from claude_api.request import MESSAGES
 from claude_api.sse import KEEPALIVE_COMMENT, encode_event
 
 logger = logging.getLogger(__name__)
@@ -34,14 +35,8 @@ SSE = "text/event-stream; charset=utf-8"
 async def reply_response(dispatch: Dispatch) -> HttpResponse | StreamingHttpResponse:
     """A non-streaming message or token count, with the keep-alive when it is configured."""
     interval = dispatch.config.nonstream_keepalive_interval
-    if interval <= 0 or dispatch.request.endpoint != "messages":
-        try:
-            reply = await dispatch.send()
-        except ProxyError as exc:
-            _failed(dispatch, exc)
-            raise
-        dispatch.finish(reply.status)
-        return _reply(dispatch, reply)
+    if interval <= 0 or dispatch.request.endpoint != MESSAGES:
+        return await _answered(dispatch, dispatch.send())
 
     task = asyncio.ensure_future(dispatch.send())
     try:
@@ -50,13 +45,7 @@ async def reply_response(dispatch: Dispatch) -> HttpResponse | StreamingHttpResp
         task.cancel()
         raise
     if done:
-        try:
-            reply = task.result()
-        except ProxyError as exc:
-            _failed(dispatch, exc)
-            raise
-        dispatch.finish(reply.status)
-        return _reply(dispatch, reply)
+        return await _answered(dispatch, task)
     response = StreamingHttpResponse(
         _keepalive_body(dispatch, task, interval), status=200, content_type=JSON
     )
@@ -92,6 +81,17 @@ async def _keepalive_body(
             with contextlib.suppress(BaseException):
                 await task
         dispatch.finish(status)
+
+
+async def _answered(dispatch: Dispatch, pending: Awaitable[Reply]) -> HttpResponse:
+    """The response for a reply that arrives before anything was committed to the client."""
+    try:
+        reply = await pending
+    except ProxyError as exc:
+        _failed(dispatch, exc)
+        raise
+    dispatch.finish(reply.status)
+    return _reply(dispatch, reply)
 
 
 def _failed(dispatch: Dispatch, exc: ProxyError) -> None:

@@ -160,19 +160,25 @@ def upstream_body(call: UpstreamCall) -> bytes:
     return dumps(body)
 
 
+def is_foreign_thinking(block: Any) -> bool:
+    """A thinking block Gemini/OpenAI produced (our tagged signatures): Anthropic rejects it."""
+    return (
+        isinstance(block, dict)
+        and block.get("type") == "thinking"
+        and thinking_signature_family(block.get("signature")) not in (None, "anthropic")
+    )
+
+
 def has_foreign_thinking(body: dict[str, Any]) -> bool:
-    for message in body.get("messages") or []:
-        if isinstance(message, dict) and message.get("role") == "assistant":
-            for block in content_blocks(message.get("content")):
-                if block.get("type") == "thinking" and thinking_signature_family(
-                    block.get("signature")
-                ) not in (None, "anthropic"):
-                    return True
-    return False
+    return any(
+        is_foreign_thinking(block)
+        for message in body.get("messages") or []
+        if isinstance(message, dict) and message.get("role") == "assistant"
+        for block in content_blocks(message.get("content"))
+    )
 
 
 def strip_foreign_thinking(messages: list[Any]) -> list[Any]:
-    """Drop thinking blocks that Gemini/OpenAI produced (our tagged signatures)."""
     cleaned = []
     for message in messages:
         if (
@@ -180,15 +186,7 @@ def strip_foreign_thinking(messages: list[Any]) -> list[Any]:
             and message.get("role") == "assistant"
             and isinstance(message.get("content"), list)
         ):
-            blocks = [
-                block
-                for block in message["content"]
-                if not (
-                    isinstance(block, dict)
-                    and block.get("type") == "thinking"
-                    and thinking_signature_family(block.get("signature")) not in (None, "anthropic")
-                )
-            ]
+            blocks = [block for block in message["content"] if not is_foreign_thinking(block)]
             message = {**message, "content": blocks or [{"type": "text", "text": "(no content)"}]}
         cleaned.append(message)
     return cleaned

@@ -12,6 +12,7 @@ translation; Gemini and OpenAI differ only in their translators.
 from __future__ import annotations
 
 import gzip
+import json
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
@@ -186,23 +187,26 @@ async def post(
 async def read_all(response: httpx.Response, label: str) -> bytes:
     """Read the whole body and close the response."""
     try:
-        return await read_body(response, label)
+        return decode_body(await response.aread())
+    except httpx.HTTPError as exc:
+        raise connection_error(exc, label) from None
     finally:
         await response.aclose()
 
 
-async def read_body(response: httpx.Response, label: str) -> bytes:
+def json_object(body: bytes, label: str) -> dict[str, Any]:
+    """A 2xx body that must be a JSON object; anything else is the upstream's fault (502)."""
     try:
-        return decode_body(await response.aread())
-    except httpx.HTTPError as exc:
-        raise connection_error(exc, label) from None
-
-
-def json_or_none(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
+        data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return None
+        data = None
+    if not isinstance(data, dict):
+        raise UpstreamError(
+            f"The upstream ({label}) sent a response that is not a JSON object.",
+            status=502,
+            error_type="api_error",
+        )
+    return data
 
 
 async def sse_events(response: httpx.Response, label: str) -> AsyncIterator[SSEEvent]:
@@ -234,8 +238,6 @@ ERROR_TYPE_STATUSES = {
 
 def dumps(value: Any) -> bytes:
     """orjson, falling back to the stdlib for what orjson refuses (integers beyond 64 bits)."""
-    import json
-
     try:
         return orjson.dumps(value)
     except TypeError:

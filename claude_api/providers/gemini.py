@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import httpx
 
-from claude_api.errors import UpstreamError
 from claude_api.providers.base import (
     EventStream,
     Provider,
@@ -18,7 +17,7 @@ from claude_api.providers.base import (
     UpstreamCall,
     dumps,
     error_from_info,
-    json_or_none,
+    json_object,
     lower_headers,
     post,
     read_all,
@@ -39,13 +38,7 @@ class GeminiProvider(Provider):
     async def send(self, call: UpstreamCall) -> Reply:
         response = await self._post(call, ":generateContent", streaming=False)
         body = await read_all(response, call.credential.label)
-        data = json_or_none(body)
-        if not isinstance(data, dict):
-            raise UpstreamError(
-                f"The upstream ({call.credential.label}) sent a response that is not JSON.",
-                status=502,
-                error_type="api_error",
-            )
+        data = json_object(body, call.credential.label)
         try:
             message = gemini.translate_response(
                 data,
@@ -83,9 +76,7 @@ class GeminiProvider(Provider):
             raise error_from_info(
                 gemini.parse_error(response.status_code, body), lower_headers(response)
             )
-        data = json_or_none(body)
-        if not isinstance(data, dict):
-            raise UpstreamError("countTokens answered with something that is not JSON.", status=502)
+        data = json_object(body, call.credential.label)
         return Reply(200, dumps(gemini.parse_count_tokens_response(data)), lower_headers(response))
 
     async def _post(self, call: UpstreamCall, action: str, *, streaming: bool) -> httpx.Response:

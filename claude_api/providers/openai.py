@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import httpx
 
-from claude_api.errors import UpstreamError
 from claude_api.providers.base import (
     ESTIMATE_HEADER,
     EventStream,
@@ -19,7 +18,7 @@ from claude_api.providers.base import (
     UpstreamCall,
     dumps,
     error_from_info,
-    json_or_none,
+    json_object,
     lower_headers,
     post,
     read_all,
@@ -36,13 +35,7 @@ class OpenAIProvider(Provider):
         names = openai.tool_names(call.request.body)
         response = await self._post(call, names, streaming=False)
         body = await read_all(response, call.credential.label)
-        data = json_or_none(body)
-        if not isinstance(data, dict):
-            raise UpstreamError(
-                f"The upstream ({call.credential.label}) sent a response that is not JSON.",
-                status=502,
-                error_type="api_error",
-            )
+        data = json_object(body, call.credential.label)
         try:
             message = openai.translate_response(data, model=call.request.model, names=names)
         except TranslatedStreamError as exc:

@@ -39,6 +39,7 @@ async def test_it_makes_no_database_query_per_request_while_nothing_changes(
     settings.POOL_REFRESH_SECONDS = 60
     settings.STATS_FLUSH_SECONDS = 60
     await api.message()  # loads the snapshot
+    assert queries  # the counter sees the proxy's own queries (on its worker thread)
     queries.clear()
     for _ in range(20):
         response = await api.message()

@@ -87,13 +87,6 @@ def daphne(daphne_env) -> Iterator[DaphneProcess]:
     process.stop()
 
 
-@pytest.fixture(scope="session")
-def daphne_b(daphne_env) -> Iterator[DaphneProcess]:
-    process = DaphneProcess("b", daphne_env)
-    yield process
-    process.stop()
-
-
 @pytest.fixture
 def sdk_client():
     """Official SDK clients for a base URL, closed after the test (no leaked sockets)."""
