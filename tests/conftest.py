@@ -184,7 +184,10 @@ def service_env() -> dict[str, str]:
             "FIELD_ENCRYPTION_KEYS": ",".join(settings.FIELD_ENCRYPTION_KEYS),
             "CLIENT_KEY_PEPPER": settings.CLIENT_KEY_PEPPER,
             "DATA_DIR": str(settings.DATA_DIR),
-            "POOL_REFRESH_SECONDS": "0.05",
+            # Check the change counters on every request: a test's writes are then seen by its
+            # very next request (with any interval, a fast test can beat the worker's next check
+            # and be served the previous test's credentials and settings).
+            "POOL_REFRESH_SECONDS": "0",
             "STATS_FLUSH_SECONDS": "0.2",
             "REDIS_URL": settings.REDIS_URL,
             "LOG_LEVEL": "WARNING",
