@@ -42,6 +42,9 @@ class RequestIdMiddleware:
             if not request.path.startswith(HTML_PREFIXES):
                 response = _envelope(request, response.status_code)
         response["request-id"] = request.request_id
+        if not response.streaming and "Content-Length" not in response:
+            # Without it daphne sends the body chunked; with it a client knows the size upfront.
+            response["Content-Length"] = str(len(response.content))
         if request.path.startswith("/v1/") and ATTEMPTS_HEADER not in response:
             # Every API response says how many upstream calls it took; errors the proxy
             # answered by itself (auth, validation) took none.

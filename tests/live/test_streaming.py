@@ -64,6 +64,18 @@ def test_it_relays_each_event_as_soon_as_the_upstream_sends_it(daphne, upstream,
     assert names[0] == "message_start" and names[-1] == "message_stop"
 
 
+def test_non_stream_answers_and_errors_carry_their_content_length(daphne, upstream, key):
+    make_credential(base_url=upstream.url)
+    upstream.script("/v1/messages", Respond.anthropic_message("sized", "claude-sonnet-4-6"))
+    for response in (
+        post(daphne, key, BODY),
+        post(daphne, "sk-px-not-a-key", BODY),
+        post(daphne, key, {**BODY, "max_tokens": "many"}),
+    ):
+        assert response.headers["content-length"] == str(len(response.content))
+        assert "transfer-encoding" not in response.headers
+
+
 def test_it_reassembles_sse_split_at_odd_byte_boundaries(daphne, upstream, key):
     make_credential(base_url=upstream.url)
     upstream.script(
