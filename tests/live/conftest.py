@@ -75,6 +75,31 @@ class DaphneProcess:
         self._log_file.close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def flush_survives_background_writes():
+    """After answering, a daphne under test may still write its bookkeeping (request counters,
+    routing traces) while the test's teardown empties the tables. On PostgreSQL the TRUNCATE and
+    such a write can deadlock, and the database may pick the TRUNCATE as the one to abort: then
+    the teardown runs it again (the daphne's write has finished or was aborted by then)."""
+    from django.core.management.base import CommandError
+    from django.test import TransactionTestCase
+
+    original = TransactionTestCase._fixture_teardown
+
+    def teardown(self) -> None:
+        for attempt in range(5):
+            try:
+                return original(self)
+            except CommandError as exc:
+                if "deadlock detected" not in str(exc.__cause__) or attempt == 4:
+                    raise
+                time.sleep(0.1)
+
+    TransactionTestCase._fixture_teardown = teardown
+    yield
+    TransactionTestCase._fixture_teardown = original
+
+
 @pytest.fixture(scope="session")
 def daphne_env(django_db_setup, django_db_blocker) -> dict[str, str]:
     return service_env()
