@@ -67,11 +67,13 @@ def test_it_relays_each_event_as_soon_as_the_upstream_sends_it(daphne, upstream,
 def test_non_stream_answers_and_errors_carry_their_content_length(daphne, upstream, key):
     make_credential(base_url=upstream.url)
     upstream.script("/v1/messages", Respond.anthropic_message("sized", "claude-sonnet-4-6"))
-    for response in (
+    responses = [
         post(daphne, key, BODY),
         post(daphne, "sk-px-not-a-key", BODY),
         post(daphne, key, {**BODY, "max_tokens": "many"}),
-    ):
+    ]
+    assert [response.status_code for response in responses] == [200, 401, 400]
+    for response in responses:
         assert response.headers["content-length"] == str(len(response.content))
         assert "transfer-encoding" not in response.headers
 
