@@ -229,8 +229,9 @@ class ProxySettings(models.Model):
     max_retry_interval = models.FloatField(
         default=30,
         validators=[MinValueValidator(0)],
-        help_text="Seconds a request may wait for a cooldown to end before the next round. "
-        "0 = never wait.",
+        help_text="Seconds one request may spend waiting for cooldowns to end, over all its "
+        "retry rounds together; when no credential frees up within what is left, the client gets "
+        "the upstream's error as it was (429 with Retry-After). 0 = never wait.",
     )
     routing_strategy = models.CharField(
         max_length=30, choices=RoutingStrategy.choices, default=RoutingStrategy.ROUND_ROBIN
