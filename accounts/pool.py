@@ -360,6 +360,7 @@ class Pool:
         self.counters = Counters()
         self._checked_at = 0.0
         self._background: set[asyncio.Task] = set()
+        self._flush_timer: asyncio.Task | None = None
 
     def reset(self) -> None:
         """Forget everything (tests, and after a fork)."""
@@ -372,7 +373,12 @@ class Pool:
         ):
             await self.refresh()
         assert self.snapshot is not None
-        if time.monotonic() - self.counters.flushed_at >= settings.STATS_FLUSH_SECONDS:
+        if (
+            self._flush_timer is None
+            and time.monotonic() - self.counters.flushed_at >= settings.STATS_FLUSH_SECONDS
+        ):
+            # Without the timer (in-process callers: tests, management commands), traffic
+            # drives the flush.
             # Mark first: the requests arriving before the flush task runs must not spawn more.
             self.counters.flushed_at = time.monotonic()
             self.spawn(self.flush())
@@ -437,6 +443,28 @@ class Pool:
                 await database_sync_to_async(quota.prune_traces)(time.time())
         except Exception:
             logger.exception("could not flush request counters")
+
+    def start_flush_timer(self) -> None:
+        """Flush the counters every ``STATS_FLUSH_SECONDS`` whether or not requests arrive, so
+        the admin's figures are right within seconds of the last request (the server calls
+        this once its event loop runs)."""
+        if self._flush_timer is None or self._flush_timer.done():
+            self._flush_timer = asyncio.ensure_future(self._flush_periodically())
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(settings.STATS_FLUSH_SECONDS)
+            await self.flush()
+
+    async def shutdown(self) -> None:
+        """At server shutdown, after open requests were ended: let their bookkeeping finish
+        (routing traces, cooldown writes) and write every counter still in memory."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        await self.settle()
+        await self.flush()
+        await self.settle()
 
     def spawn(self, coroutine: Coroutine) -> None:
         """Run bookkeeping off the request path; keep a reference so it is not collected."""

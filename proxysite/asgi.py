@@ -1,7 +1,8 @@
 """ASGI entry point: ``daphne proxysite.asgi:application`` serves the API and the admin.
 
 API paths go to a lean handler (see proxysite.handlers); everything else (the admin, and static
-files served by Django's static handler) to Django's standard ASGI handler.
+files served by Django's static handler) to Django's standard ASGI handler. The first request
+starts the worker's background services (proxysite.lifecycle).
 """
 
 from __future__ import annotations
@@ -17,15 +18,24 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 django_application = ASGIStaticFilesHandler(get_asgi_application())
 
 from proxysite.handlers import ApiASGIHandler, is_api_request  # noqa: E402
+from proxysite.lifecycle import serving  # noqa: E402
 
 api_application = ApiASGIHandler()
 
 
 async def application(scope, receive, send) -> None:
-    if scope["type"] == "http" and is_api_request(scope):
-        await api_application(scope, receive, send)
-    else:
+    if scope["type"] != "http":
         await django_application(scope, receive, send)
+        return
+    # Counted so that shutdown can wait for open requests' bookkeeping (proxysite.lifecycle).
+    serving.request_started()
+    try:
+        if is_api_request(scope):
+            await api_application(scope, receive, send)
+        else:
+            await django_application(scope, receive, send)
+    finally:
+        serving.request_ended()
 
 
 class WebRequestWithoutFormParsing(daphne_http.WebRequest):
