@@ -10,6 +10,7 @@ worker's 429) is seen by every worker within about a second.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections import Counter
@@ -449,7 +450,11 @@ class Pool:
         the admin's figures are right within seconds of the last request (the server calls
         this once its event loop runs)."""
         if self._flush_timer is None or self._flush_timer.done():
-            self._flush_timer = asyncio.ensure_future(self._flush_periodically())
+            # In a context of its own: started from a request, it would carry that request's
+            # context (asgiref's thread-executor bookkeeping included) for the process's life.
+            self._flush_timer = asyncio.get_event_loop().create_task(
+                self._flush_periodically(), context=contextvars.Context()
+            )
 
     async def _flush_periodically(self) -> None:
         while True:
