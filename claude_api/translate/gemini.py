@@ -727,8 +727,10 @@ def translate_response(
     Signatures: thought parts become one thinking block signed ``"gemini." + sig`` (or just
     ``"gemini."`` so the block is recognisably ours and is dropped on the way back). A
     functionCall's signature becomes an empty thinking block right before its tool_use. A text
-    part's signature goes on the last thinking block still unsigned, else on an empty thinking
-    block right after that run of text.
+    part's signature (or a signature-only part's) goes on the step's thinking block still
+    unsigned; else, when the response's first call had none, right before that call; else on an
+    empty thinking block right after that run of text when a thought or call follows it. One
+    that would trail the answer is dropped, so the content always ends with the answer.
     """
     if not isinstance(data, dict):
         raise _empty_response_error()
@@ -745,15 +747,22 @@ def translate_response(
     content: list[dict[str, Any]] = []
     thought: dict[str, Any] | None = None  # the thinking block adjacent thought parts extend
     unsigned: dict[str, Any] | None = None  # this step's thinking block still without a signature
-    text_signature: str | None = None  # waits for the current run of text to end
+    text_signatures: list[str] = []  # wait for the current run of text to end
+    # Set while the response's calls so far came without a signature: where one arriving later
+    # on a signature-only part goes (right before the first call, or onto the unsigned thinking
+    # block just before it), so it travels back on that call. Mirrors the stream's held calls.
+    held_at: int | None = None
+    held_thought: dict[str, Any] | None = None
     saw_tool_use = False
 
-    def flush_text_signature() -> None:
-        nonlocal text_signature, thought
-        if text_signature is not None:
-            content.append(_signature_block(text_signature))
-            text_signature = None
-            thought = None
+    def flush_text_signatures() -> bool:
+        nonlocal thought
+        if not text_signatures:
+            return False
+        content.extend(_signature_block(signature) for signature in text_signatures)
+        text_signatures.clear()
+        thought = None
+        return True
 
     for part in parts:
         if not isinstance(part, dict):
@@ -763,21 +772,40 @@ def translate_response(
             signature = None
         call = part.get("functionCall")
         if isinstance(call, dict):
-            flush_text_signature()
+            carried = flush_text_signatures()  # build_request puts these on this call
             if signature is not None:
                 content.append(_signature_block(signature))
+                held_at = held_thought = None
+            elif not saw_tool_use and not carried:
+                held_at = len(content)
+                if thought is not None and thought["signature"] == GEMINI_SIGNATURE_TAG:
+                    held_thought = thought
             content.append(_tool_use_block(call, names))
             saw_tool_use = True
             # A tool call ends the step: a later text signature must not travel back in time.
             thought = unsigned = None
             continue
         text = part.get("text")
-        if not isinstance(text, str):
+        if not isinstance(text, str) or not text:
             if signature is None:
-                continue  # inlineData, executableCode, …: nothing Anthropic can show
-            text = ""  # a bare signature part
+                continue  # an empty thought, inlineData, executableCode…: nothing to show
+            # A signature-only part (Gemini 3 ends answers with one). It must not become a
+            # block after the answer: clients take the last block as the answer.
+            if held_at is not None:
+                if held_thought is not None:
+                    held_thought["signature"] = GEMINI_SIGNATURE_TAG + signature
+                else:
+                    content.insert(held_at, _signature_block(signature))
+                held_at = held_thought = None
+            elif unsigned is not None:
+                unsigned["signature"] = GEMINI_SIGNATURE_TAG + signature
+                unsigned = None
+            else:
+                text_signatures.append(signature)
+            continue
+        held_at = held_thought = None  # content after the calls: a later signature is not theirs
         if part.get("thought") is True:
-            flush_text_signature()
+            flush_text_signatures()
             if thought is None or (
                 signature is not None and thought["signature"] != GEMINI_SIGNATURE_TAG
             ):
@@ -792,21 +820,22 @@ def translate_response(
                 else None
             )
             continue
-        if text:
-            thought = None
-            previous = content[-1] if content else None
-            if previous is not None and previous["type"] == "text":
-                previous["text"] += text
-            else:
-                content.append({"type": "text", "text": text})
+        thought = None
+        previous = content[-1] if content else None
+        if previous is not None and previous["type"] == "text":
+            previous["text"] += text
+        else:
+            content.append({"type": "text", "text": text})
         if signature is not None:
             if unsigned is not None:
                 unsigned["signature"] = GEMINI_SIGNATURE_TAG + signature
                 unsigned = None
             else:
-                flush_text_signature()  # a second signature in one run of text (rare)
-                text_signature = signature
-    flush_text_signature()
+                text_signatures.append(signature)
+    # Text signatures still waiting here trail the answer. There is no carrier before the
+    # answer left to put them on, and a thinking block after it would become "the answer" for
+    # clients that read the last block (Claude Code). Google documents text-part signatures
+    # as optional (only functionCall parts are validated), so they are dropped.
 
     stop_reason, stop_sequence, note = _stop(
         finish_reason, block_reason, saw_tool_use, bool(content), _stop_list(stop_sequences)
@@ -842,9 +871,26 @@ class StreamTranslator:
     open thinking block's signature_delta just before its stop (a thinking block without one
     closes with the bare ``"gemini."`` tag, like the non-streaming side); a functionCall's signature
     becomes an empty thinking block right before the tool_use; a signature on a text part (or a
-    signature-only part) is emitted as an empty thinking block when that text block closes, or,
-    when nothing is open, is kept for the next thinking block (or emitted at the end).
-    ``build_request`` puts each back on the Gemini part it came from.
+    signature-only part) signs the thinking block still open, else is emitted as an empty
+    thinking block before the next thought or call, or, when nothing is open, is kept for the
+    next thinking block. ``build_request`` puts each back on the Gemini part it came from.
+
+    The answer comes last. Gemini 3 sends its final signature on an empty text part *after* the
+    answer (same chunk or a later one, with or without finishReason), and Claude Code takes the
+    last block as the answer, so nothing may follow the final text or tool_use block:
+
+    - A text signature still waiting at the end is dropped. The text has been streamed by then
+      and a sent block cannot be changed; buffering the whole answer until the end to put a
+      signature in front of it would delay every answer. Google documents text signatures as
+      optional (only functionCall parts are validated), and a text part that ends a run of
+      thoughts still signs its thinking block, as the non-streaming side does.
+    - Signatures that Gemini does require must not be lost that way: when the response's first
+      functionCall arrives unsigned, its tool_use block (and later calls) is held until the next
+      part. A signature-only part then goes in front of the calls (onto the still-open unsigned
+      thinking block, or an empty one), so ``build_request`` puts it back on the first call;
+      anything else, or the end of the stream, releases the calls as they are. Gemini sends
+      calls whole, at the end of a step, so the hold ends with the same or the next chunk; a
+      signed call, or any call after one, is never held.
     """
 
     __slots__ = (
@@ -859,6 +905,7 @@ class StreamTranslator:
         "_open",
         "_open_signature",
         "_loose",
+        "_held",
         "_saw_tool_use",
         "_saw_content",
         "_usage",
@@ -885,6 +932,7 @@ class StreamTranslator:
         self._open: str | None = None  # "thinking" | "text"
         self._open_signature: str | None = None
         self._loose: list[str] = []  # signatures waiting for a home
+        self._held: list[dict[str, Any]] = []  # unsigned tool_use blocks not yet sent
         self._saw_tool_use = False
         self._saw_content = False
         self._usage: dict[str, Any] | None = None
@@ -921,14 +969,17 @@ class StreamTranslator:
         if self._done:
             return []
         self._done = True
+        events: list[Event] = []
+        self._release(events)
         if not self._saw_content and self._finish_reason is None and self._block_reason is None:
             raise _empty_response_error()
-        events: list[Event] = []
         if not self._started:
             self._started = True
             events.append(self._message_start())
-        self._close(events)
-        self._flush_loose(events)
+        self._close(events, flush=False)
+        # Whatever is still loose would trail the answer; see the class docstring for why it is
+        # dropped rather than sent.
+        self._loose.clear()
         stop_reason, stop_sequence, note = _stop(
             self._finish_reason,
             self._block_reason,
@@ -1007,7 +1058,7 @@ class StreamTranslator:
             {"type": "content_block_delta", "index": self._index, "delta": delta},
         )
 
-    def _close(self, events: list[Event]) -> None:
+    def _close(self, events: list[Event], *, flush: bool = True) -> None:
         if self._open is None:
             return
         if self._open == "thinking":
@@ -1018,7 +1069,7 @@ class StreamTranslator:
             self._open_signature = None
         events.append(("content_block_stop", {"type": "content_block_stop", "index": self._index}))
         self._open = None
-        if self._loose:
+        if flush and self._loose:
             self._flush_loose(events)
 
     def _flush_loose(self, events: list[Event]) -> None:
@@ -1039,28 +1090,16 @@ class StreamTranslator:
             signature = None
         call = part.get("functionCall")
         if isinstance(call, dict):
-            self._close(events)
-            self._flush_loose(events)
-            if signature is not None:
-                self._signature_block(events, signature)
-            block = _tool_use_block(call, self._tool_names)
-            partial = _compact_json(block["input"])
-            block["input"] = {}
-            self._start(events, block)
-            events.append(self._delta({"type": "input_json_delta", "partial_json": partial}))
-            events.append(
-                ("content_block_stop", {"type": "content_block_stop", "index": self._index})
-            )
-            self._saw_tool_use = True
+            self._call(call, signature, events)
             return
         text = part.get("text")
-        if not isinstance(text, str):
+        if not isinstance(text, str) or not text:
+            # A signature-only part, an empty thought, inlineData, executableCode…
             if signature is not None:
-                self._attach(signature)
+                self._bare_signature(signature, events)
             return
+        self._release(events)
         if part.get("thought") is True:
-            if not text and signature is None:
-                return
             if self._open != "thinking" or (
                 signature is not None and self._open_signature is not None
             ):
@@ -1069,19 +1108,64 @@ class StreamTranslator:
                 self._open = "thinking"
                 if self._loose and signature is None:
                     self._open_signature = self._loose.pop(0)
-            if text:
-                events.append(self._delta({"type": "thinking_delta", "thinking": text}))
+            events.append(self._delta({"type": "thinking_delta", "thinking": text}))
             if signature is not None:
                 self._open_signature = signature
             return
-        if text:
-            if self._open != "text":
-                self._close(events)
-                self._start(events, {"type": "text", "text": ""})
-                self._open = "text"
-            events.append(self._delta({"type": "text_delta", "text": text}))
+        if self._open != "text":
+            if signature is not None and self._open == "thinking" and self._open_signature is None:
+                # The text that ends a run of thoughts carries the step's signature: it signs
+                # the thinking block before that closes, as on the non-streaming side, instead
+                # of waiting behind the text for a block that may never come.
+                self._open_signature, signature = signature, None
+            self._close(events)
+            self._start(events, {"type": "text", "text": ""})
+            self._open = "text"
+        events.append(self._delta({"type": "text_delta", "text": text}))
         if signature is not None:
             self._attach(signature)
+
+    def _call(self, call: dict[str, Any], signature: str | None, events: list[Event]) -> None:
+        block = _tool_use_block(call, self._tool_names)
+        first = not self._saw_tool_use
+        self._saw_tool_use = True
+        if signature is None and (self._held or (first and not self._loose)):
+            # Its signature may still come on a signature-only part (class docstring).
+            self._held.append(block)
+            return
+        self._release(events)
+        self._close(events)
+        self._flush_loose(events)  # build_request puts these on this call
+        if signature is not None:
+            self._signature_block(events, signature)
+        self._tool_use(events, block)
+
+    def _tool_use(self, events: list[Event], block: dict[str, Any]) -> None:
+        partial = _compact_json(block["input"])
+        self._start(events, {**block, "input": {}})
+        events.append(self._delta({"type": "input_json_delta", "partial_json": partial}))
+        events.append(("content_block_stop", {"type": "content_block_stop", "index": self._index}))
+
+    def _release(self, events: list[Event]) -> None:
+        """Send the held tool_use blocks: nothing came to sign them."""
+        if not self._held:
+            return
+        held, self._held = self._held, []
+        self._close(events)
+        for block in held:
+            self._tool_use(events, block)
+
+    def _bare_signature(self, signature: str, events: list[Event]) -> None:
+        if self._held:
+            # The calls' signature: it goes in front of them, so it travels back on the first.
+            if self._open == "thinking" and self._open_signature is None:
+                self._open_signature = signature
+            else:
+                self._close(events)
+                self._signature_block(events, signature)
+            self._release(events)
+            return
+        self._attach(signature)
 
     def _attach(self, signature: str) -> None:
         """A signature from a non-thought part: the open thinking block, else wait."""
