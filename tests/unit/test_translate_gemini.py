@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -1790,7 +1791,7 @@ TRAILING_PARTS = [
 ]
 
 
-def last_block_types(content: list[dict[str, Any]]) -> list[str]:
+def block_types(content: list[dict[str, Any]]) -> list[str]:
     return [block["type"] for block in content]
 
 
@@ -1902,6 +1903,7 @@ def translate_streamed(parts: list[dict[str, Any]], *, separate: bool) -> dict[s
     return accumulate(events)
 
 
+Translate = Callable[[list[dict[str, Any]]], dict[str, Any]]
 TRANSLATIONS = [
     pytest.param(
         lambda parts: translate_response(chunk(*parts, finish="STOP"), model="m"), id="whole"
@@ -1912,7 +1914,7 @@ TRANSLATIONS = [
 
 
 @pytest.mark.parametrize("translate", TRANSLATIONS)
-def test_it_ends_a_signed_call_with_the_tool_use(translate: Any):
+def test_it_ends_a_signed_call_with_the_tool_use(translate: Translate):
     message = translate(
         [
             {
@@ -1938,7 +1940,7 @@ def test_it_ends_a_signed_call_with_the_tool_use(translate: Any):
 @pytest.mark.parametrize("translate", TRANSLATIONS)
 @pytest.mark.parametrize("with_thoughts", [False, True])
 def test_it_puts_a_signature_that_trails_unsigned_calls_on_the_first_call(
-    translate: Any, with_thoughts: bool
+    translate: Translate, with_thoughts: bool
 ):
     parts = [
         {"functionCall": {"id": "c1", "name": "Read", "args": {"file_path": "/a"}}},
@@ -1984,7 +1986,7 @@ def test_it_holds_an_unsigned_call_for_one_chunk_at_most():
     ]
     assert released[0][1]["content_block"]["type"] == "tool_use"
     content = accumulate(held + released + translator.finish())["content"]
-    assert last_block_types(content) == ["tool_use", "text"]
+    assert block_types(content) == ["tool_use", "text"]
 
 
 def test_it_releases_unsigned_calls_at_the_end_of_the_stream():
@@ -1993,7 +1995,7 @@ def test_it_releases_unsigned_calls_at_the_end_of_the_stream():
     )
     assert_anthropic_grammar(events)
     message = accumulate(events)
-    assert last_block_types(message["content"]) == ["text", "tool_use"]
+    assert block_types(message["content"]) == ["text", "tool_use"]
     assert message["stop_reason"] == "tool_use"
 
 
