@@ -23,7 +23,7 @@ from claude_api.translate.gemini import (
     tool_name_map,
     translate_response,
 )
-from claude_api.translate.gemini_schema import ALLOWED_KEYWORDS
+from claude_api.translate.gemini.schema import ALLOWED_KEYWORDS
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "claude-code"
 BILLING = {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.197.1c0;"}
