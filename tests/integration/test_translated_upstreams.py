@@ -112,6 +112,95 @@ async def test_it_streams_gemini_tool_calls_as_anthropic_events(api, upstream):
     assert upstream.requests[-1].query == {"alt": ["sse"]}
 
 
+def streamed_content(events):
+    """The content blocks a client builds from an Anthropic event stream."""
+    content = []
+    for name, data in events:
+        if name == "content_block_start":
+            content.append(dict(data["content_block"]))
+        elif name == "content_block_delta":
+            block, delta = content[data["index"]], data["delta"]
+            if delta["type"] == "text_delta":
+                block["text"] += delta["text"]
+            elif delta["type"] == "thinking_delta":
+                block["thinking"] += delta["thinking"]
+            elif delta["type"] == "signature_delta":
+                block["signature"] = delta["signature"]
+            elif delta["type"] == "input_json_delta":
+                block["partial"] = block.get("partial", "") + delta["partial_json"]
+        elif name == "content_block_stop" and "partial" in content[data["index"]]:
+            block = content[data["index"]]
+            block["input"] = json.loads(block.pop("partial"))
+    return content
+
+
+async def test_it_ends_a_gemini_3_stream_with_the_answer(api, upstream):
+    # Gemini 3 sends its last signature on an empty text part after the answer; Claude Code
+    # reads the last block as the answer, so it must be the text.
+    make_credential(provider="gemini", base_url=upstream.url, secret="AIza-gemini-key-123456")
+    chunks = [
+        gemini_chunk([{"text": "The user greets me.", "thought": True}]),
+        gemini_chunk([{"text": "Hello!"}]),
+        gemini_chunk(
+            [{"text": "", "thoughtSignature": "dHJhaWw="}],
+            "STOP",
+            {"promptTokenCount": 9, "candidatesTokenCount": 2, "thoughtsTokenCount": 5},
+        ),
+    ]
+    upstream.script(
+        "/v1beta/models/gemini-3-pro-preview:streamGenerateContent",
+        Respond.sse([(None, c) for c in chunks], terminator=b"\r\n\r\n", split=5),
+    )
+    response = await api.message(
+        model="gemini-3-pro-preview",
+        stream=True,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+    )
+    assert response.status_code == 200
+    events = sse_events(await read_stream(response))
+    content = streamed_content(events)
+    assert content[-1] == {"type": "text", "text": "Hello!"}
+    assert [block["type"] for block in content] == ["thinking", "text"]
+    assert next(d for n, d in events if n == "message_delta")["delta"]["stop_reason"] == "end_turn"
+
+
+async def test_it_keeps_a_gemini_3_tool_loop_signed_and_ending_with_the_call(api, upstream):
+    make_credential(provider="gemini", base_url=upstream.url, secret="AIza-gemini-key-123456")
+    call = {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}
+    upstream.script(
+        "/v1beta/models/gemini-3-pro-preview:streamGenerateContent",
+        Respond.sse(
+            [
+                (None, gemini_chunk([{**call, "thoughtSignature": "c3RlcA=="}])),
+                (None, gemini_chunk([{"text": "", "thoughtSignature": "dHJhaWw="}], "STOP")),
+            ]
+        ),
+        Respond.sse([(None, gemini_chunk([{"text": "18C in Paris."}], "STOP"))]),
+    )
+    first = await api.message(model="gemini-3-pro-preview", tools=TOOLS, stream=True)
+    content = streamed_content(sse_events(await read_stream(first)))
+    assert content[-1]["type"] == "tool_use"
+
+    follow_up = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": content},
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": content[-1]["id"], "content": "18C"}
+            ],
+        },
+    ]
+    second = await api.message(
+        model="gemini-3-pro-preview", tools=TOOLS, stream=True, messages=follow_up
+    )
+    assert streamed_content(sse_events(await read_stream(second))) == [
+        {"type": "text", "text": "18C in Paris."}
+    ]
+    sent = upstream.requests[-1].json()["contents"]
+    assert sent[1] == {"role": "model", "parts": [{**call, "thoughtSignature": "c3RlcA=="}]}
+
+
 async def test_it_maps_gemini_quota_errors_to_429_with_retry_after(api, upstream):
     make_credential(provider="gemini", base_url=upstream.url, secret="AIza-gemini-key-123456")
     set_proxy_settings(request_retry=0)
