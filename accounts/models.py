@@ -89,10 +89,21 @@ class Credential(models.Model):
     )
     openai_reasoning_field = models.CharField(
         max_length=30,
-        default="reasoning_content",
+        default="",
         blank=True,
         verbose_name="OpenAI: reasoning field echoed in history",
-        help_text="reasoning_content (DeepSeek, vLLM), reasoning (OpenRouter), or empty.",
+        help_text="Empty (the default): earlier reasoning is not sent back. reasoning_content "
+        "for servers that want it back (DeepSeek's thinking mode with tools), reasoning for "
+        "OpenRouter. Strict servers reject either with a 400.",
+    )
+    # What this credential's server was seen refusing: {field: {"at": ISO time, "error": redacted
+    # excerpt}}. Written by the workers (accounts.omissions), read into the pool snapshot, and
+    # cleared by an operator in the admin; never edited by hand.
+    openai_learned_omissions = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        verbose_name="OpenAI: fields learned to omit",
     )
     source_key = models.CharField(
         max_length=64,

@@ -6,6 +6,7 @@ Pure functions and one small state object; no I/O, no Django. The provider layer
 - ``translate_response(...)`` for a non-streaming ``chat.completion``;
 - ``StreamTranslator(...).feed(chunk)`` per parsed ``data:`` object, ``finish()`` at ``[DONE]``/EOF;
 - ``parse_error(status, body)`` for any upstream error body;
+- ``rejected_fields(body)`` and ``omission_for(...)`` when a 400 names a field the server refuses;
 - ``estimate_input_tokens(body)`` for ``count_tokens`` (OpenAI has no count endpoint).
 
 Returned dicts may share nested objects (tool schemas, tool inputs) with the input body: treat
@@ -40,10 +41,15 @@ from claude_api.translate.tokens import estimate_chat_tokens
 __all__ = [
     "OpenAIOptions",
     "StreamTranslator",
+    "OMITTABLE",
+    "RejectedField",
     "ToolNames",
     "build_request",
     "estimate_input_tokens",
+    "omission_for",
     "parse_error",
+    "rejected_fields",
+    "sends_usage_option",
     "tool_names",
     "translate_response",
 ]
@@ -58,10 +64,15 @@ class OpenAIOptions:
     # Without stream_options.include_usage OpenAI sends no usage at all in a stream.
     include_usage: bool = True
     # Field that carries our own earlier reasoning back on assistant tool-call turns
-    # ("reasoning_content" for DeepSeek/vLLM, "reasoning" for OpenRouter/Ollama, "" = never).
-    reasoning_field: str = "reasoning_content"
+    # ("reasoning_content" for DeepSeek's thinking mode, "reasoning" for OpenRouter, "" = never).
+    # Off by default: strict servers (OpenAI, DeepSeek's older reasoner) reject unknown message
+    # fields with a 400, and most servers ignore echoed reasoning anyway (protocol.md §8.1).
+    reasoning_field: str = ""
     # OpenAI proper rejects reasoning_effort on non-reasoning models (gpt-4o, …); switch it off there.
     send_reasoning_effort: bool = True
+    # Fields this server was seen rejecting (learned per credential, see ``omission_for``): never
+    # sent. For the max-tokens pair, the other spelling is sent instead.
+    omit: frozenset[str] = frozenset()
 
 
 # --------------------------------------------------------------------------------------------
@@ -343,6 +354,7 @@ def _convert_messages(
     body: dict[str, Any], options: OpenAIOptions, names: ToolNames
 ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
+    reasoning_field = "" if options.reasoning_field in options.omit else options.reasoning_field
     system = "\n\n".join(system_texts(body))
     if system:
         out.append({"role": "system", "content": system})
@@ -359,9 +371,7 @@ def _convert_messages(
     def settle(results: dict[str, str]) -> None:
         nonlocal pending, held, assistant
         if assistant is not None:
-            _finish_assistant(
-                assistant, assistant_texts, assistant_reasoning, options.reasoning_field
-            )
+            _finish_assistant(assistant, assistant_texts, assistant_reasoning, reasoning_field)
             assistant = None
         for call_id in pending:
             out.append(
@@ -514,11 +524,15 @@ def build_request(
                     "type": "function",
                     "function": {"name": names.to_upstream(choice["name"])},
                 }
-            if choice.get("disable_parallel_tool_use") is True:
+            if (
+                choice.get("disable_parallel_tool_use") is True
+                and "parallel_tool_calls" not in options.omit
+            ):
                 request["parallel_tool_calls"] = False
     max_tokens = body.get("max_tokens")
-    if isinstance(max_tokens, int) and max_tokens > 0:
-        request[options.max_tokens_field] = max_tokens
+    field = _max_tokens_field(options)
+    if isinstance(max_tokens, int) and max_tokens > 0 and field:
+        request[field] = max_tokens
     stops = body.get("stop_sequences")
     if isinstance(stops, list):
         stops = [s for s in stops if isinstance(s, str) and s][:4]  # OpenAI allows at most 4
@@ -527,13 +541,13 @@ def build_request(
     for key in ("temperature", "top_p"):
         if isinstance(body.get(key), int | float) and not isinstance(body[key], bool):
             request[key] = body[key]
-    if options.send_reasoning_effort:
+    if options.send_reasoning_effort and "reasoning_effort" not in options.omit:
         effort = _reasoning_effort(body)
         if effort:
             request["reasoning_effort"] = effort
     metadata = body.get("metadata")
     user_id = metadata.get("user_id") if isinstance(metadata, dict) else None
-    if isinstance(user_id, str) and user_id:
+    if isinstance(user_id, str) and user_id and "user" not in options.omit:
         # Claude Code sends a JSON blob (device id, session id). A stable hash still gives the
         # upstream a per-user key for abuse tracking and cache routing without leaking the ids.
         if not _USER_ID_OK.fullmatch(user_id):
@@ -541,9 +555,29 @@ def build_request(
         request["user"] = user_id
     if stream:
         request["stream"] = True
-        if options.include_usage:
+        if sends_usage_option(options):
             request["stream_options"] = {"include_usage": True}
     return request
+
+
+def _max_tokens_field(options: OpenAIOptions) -> str:
+    """The configured spelling, else the other one once the server refused it ("" = neither)."""
+    other = _MAX_TOKENS_ALTERNATIVE.get(options.max_tokens_field, "max_tokens")
+    for name in (options.max_tokens_field, other):
+        if name not in options.omit:
+            return name
+    return ""
+
+
+_MAX_TOKENS_ALTERNATIVE = {
+    "max_tokens": "max_completion_tokens",
+    "max_completion_tokens": "max_tokens",
+}
+
+
+def sends_usage_option(options: OpenAIOptions) -> bool:
+    """Whether a stream request asks for usage (without it the provider estimates the prompt)."""
+    return options.include_usage and "stream_options" not in options.omit
 
 
 def estimate_input_tokens(body: dict[str, Any]) -> int:
@@ -1374,3 +1408,184 @@ def _parse_error(status: int, body: bytes | str | dict[str, Any] | None) -> Erro
         # "overloaded" maps to 529 so clients apply their overload handling (backoff, fallback model).
         return ErrorInfo(529, "overloaded_error", message, retry_after)
     return ErrorInfo(status, error_type_for_status(status), message, retry_after)
+
+
+# --------------------------------------------------------------------------------------------
+# Fields a server refuses
+# --------------------------------------------------------------------------------------------
+
+# Fields the proxy adds on its own initiative and can go without (or, for the max-tokens pair,
+# spell the other way). A field the client chose (temperature, stop, tools…) is never dropped:
+# a server refusing it gets its 400 passed back to the client.
+OMITTABLE = frozenset(
+    {
+        "reasoning_content",
+        "reasoning",
+        "reasoning_effort",
+        "stream_options",
+        "max_tokens",
+        "max_completion_tokens",
+        "parallel_tool_calls",
+        "user",
+    }
+)
+_REASONING_FIELDS = frozenset({"reasoning_content", "reasoning"})
+_TOP_LEVEL_OMITTABLE = OMITTABLE - _REASONING_FIELDS
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedField:
+    """A field an upstream named as not allowed, with where it sat: ``("messages", "2",
+    "reasoning_content")`` or ``("reasoning_effort",)`` (only the name when the server said no
+    more)."""
+
+    path: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.path[-1]
+
+
+_NAME = r"[A-Za-z_][\w.\[\]-]*"
+# Each pattern captures the refused field (possibly a path such as messages[2].reasoning_content);
+# some also capture a location the server reported separately.
+_REJECTION_PATTERNS = (
+    # OpenAI: "Unrecognized request argument supplied: reasoning_effort" (also a comma list).
+    re.compile(r"unrecognized request arguments? supplied:\s*(?P<list>[\w, ]+)", re.I),
+    # OpenAI: "Unsupported parameter: 'max_tokens' is not supported with this model. …"
+    # and "Unsupported value: 'stream_options' …", "Unknown parameter: 'messages[2].reasoning'."
+    re.compile(
+        rf"(?:unsupported|unknown|unrecognized) (?:parameter|value|field|argument)s?:?\s*"
+        rf"[`'\"](?P<name>{_NAME})[`'\"]",
+        re.I,
+    ),
+    # OpenAI's JSON-schema validator: "Additional properties are not allowed ('reasoning_content'
+    # was unexpected) - 'messages[2]'" (a list with "were unexpected").
+    re.compile(
+        r"additional properties are not allowed \((?P<list>[^)]*?)\s*(?:was|were) unexpected\)"
+        r"(?:\s*-\s*'(?P<where>[^']*)')?",
+        re.I,
+    ),
+    # Groq: "'messages.2' : property 'reasoning_content' is unsupported"
+    re.compile(
+        rf"(?:'(?P<where>[^']*)'\s*:\s*)?property [`'\"](?P<name>{_NAME})[`'\"] is "
+        r"(?:unsupported|not supported|not allowed)",
+        re.I,
+    ),
+    # Go servers: json: unknown field "reasoning_content"
+    re.compile(rf"unknown field [`'\"](?P<name>{_NAME})[`'\"]", re.I),
+    # DeepSeek's reasoner: "… Please remove the reasoning_content from your message …"
+    re.compile(rf"please remove (?:the )?[`'\"]?(?P<name>{_NAME}?)[`'\"]? (?:field )?from", re.I),
+    # "'reasoning_effort' is not supported", "reasoning_effort is not allowed", "… not permitted"
+    re.compile(
+        rf"[`'\"](?P<name>{_NAME})[`'\"] (?:parameter |field )?is (?:not supported|not allowed|"
+        r"not permitted|unsupported|unexpected)",
+        re.I,
+    ),
+)
+# pydantic (vLLM, SGLang, LiteLLM, Mistral) as Python reprs inside a message string:
+# [{'type': 'extra_forbidden', 'loc': ('body', 'stream_options'), 'msg': 'Extra inputs …'}]
+_PYDANTIC_REPR = re.compile(r"'type':\s*'extra_forbidden',\s*'loc':\s*[(\[](?P<loc>[^)\]]*)[)\]]")
+_PATH_SPLIT = re.compile(r"[.\[\]]+")
+_CODES_NAMING_PARAM = frozenset({"unsupported_parameter", "unknown_parameter", "unknown_field"})
+
+
+def _split_path(text: str) -> tuple[str, ...]:
+    return tuple(part for part in _PATH_SPLIT.split(text.strip().strip("'\"`")) if part)
+
+
+def _walk(value: Any, found: list[RejectedField], strings: list[str]) -> None:
+    if isinstance(value, str):
+        strings.append(value)
+        text = value.strip()
+        if text[:1] in ("{", "[") and text[-1:] in ("}", "]"):
+            # A JSON document inside a message string (vLLM, OpenRouter's metadata.raw).
+            try:
+                _walk(json.loads(text), found, strings)
+            except ValueError:
+                pass
+    elif isinstance(value, list):
+        for item in value:
+            _walk(item, found, strings)
+    elif isinstance(value, dict):
+        loc = value.get("loc")
+        if value.get("type") == "extra_forbidden" and isinstance(loc, list):
+            path = tuple(str(part) for part in loc if part != "body")
+            if path:
+                found.append(RejectedField(path))
+        param = value.get("param")
+        if value.get("code") in _CODES_NAMING_PARAM and isinstance(param, str) and param:
+            path = _split_path(param)
+            if path:
+                found.append(RejectedField(path))
+        for item in value.values():
+            _walk(item, found, strings)
+
+
+def rejected_fields(body: bytes | str | dict[str, Any] | list[Any] | None) -> list[RejectedField]:
+    """Every field an upstream's 4xx body says is not allowed, in the order it names them.
+
+    Only phrasings that refuse a field count; a message that merely mentions one ("'max_tokens' is
+    too large", DeepSeek's "Missing reasoning_content field") names nothing. Never raises.
+    """
+    data: Any = body
+    if isinstance(data, bytes | bytearray):
+        data = data.decode("utf-8", "replace")
+    found: list[RejectedField] = []
+    strings: list[str] = []
+    if isinstance(data, str):
+        _walk(data, found, strings)  # parses the JSON if it is JSON
+    else:
+        _walk(data, found, strings)
+    for text in strings:
+        for match in _PYDANTIC_REPR.finditer(text):
+            parts = [p.strip().strip("'\"") for p in match.group("loc").split(",")]
+            path = tuple(p for p in parts if p and p != "body")
+            if path:
+                found.append(RejectedField(path))
+        for pattern in _REJECTION_PATTERNS:
+            for match in pattern.finditer(text):
+                groups = match.groupdict()
+                where = _split_path(groups.get("where") or "")
+                if groups.get("list") is not None:
+                    names = [n.strip().strip("'\"[]` ") for n in groups["list"].split(",")]
+                else:
+                    names = [groups.get("name") or ""]
+                for name in names:
+                    path = _split_path(name)
+                    if path:
+                        found.append(RejectedField(where + path))
+    unique: list[RejectedField] = []
+    for item in found:
+        if item not in unique:
+            unique.append(item)
+    return unique
+
+
+def omission_for(
+    rejected: list[RejectedField], payload: dict[str, Any], options: OpenAIOptions
+) -> str | None:
+    """The proxy-added field to go without after ``rejected``, or None when the server refused
+    something the client asked for (or something this payload did not carry).
+
+    Only fields this payload actually carried, at the place the proxy puts them, qualify: the
+    reasoning field on a message, the others at the top level. A field of the same name inside a
+    tool schema is the client's.
+    """
+    for item in rejected:
+        top, name = item.path[0], item.name
+        if name in _REASONING_FIELDS and top in ("messages", name):
+            messages = payload.get("messages")
+            if not isinstance(messages, list) or not any(
+                isinstance(m, dict) and name in m for m in messages
+            ):
+                continue
+            candidate = name
+        elif top in _TOP_LEVEL_OMITTABLE and top in payload:
+            # The knob itself, or a key inside it ("stream_options.include_usage"): it all goes.
+            candidate = top
+        else:
+            continue
+        if candidate not in options.omit:
+            return candidate
+    return None
