@@ -1,7 +1,7 @@
 """OpenAI-compatible upstreams (``POST {base}/chat/completions``): OpenRouter, DeepSeek, vLLM,
 Ollama, LM Studio, OpenAI itself.
 
-Translation lives in ``claude_api.translate.openai``; tool arguments are relayed as
+Translation lives in ``claude_api.translate.openai_chat``; tool arguments are relayed as
 ``input_json_delta`` events as they arrive. These servers have no token-count endpoint, so
 count_tokens answers with a local estimate and says so in ``x-proxy-token-count: estimate``.
 
@@ -34,8 +34,9 @@ from claude_api.providers.base import (
     translated_events,
 )
 from claude_api.redaction import redact
-from claude_api.translate import openai
+from claude_api.translate import openai_chat as openai
 from claude_api.translate.common import TranslatedStreamError
+from claude_api.translate.tokens import estimate_input_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +71,12 @@ class OpenAIProvider(Provider):
             # Without include_usage the server reports no usage at all: estimate the prompt.
             input_tokens_estimate=0
             if openai.sends_usage_option(options)
-            else openai.estimate_input_tokens(call.request.body),
+            else estimate_input_tokens(call.request.body),
         )
         return EventStream(translated_events(response, translator, call.credential.label), response)
 
     async def count_tokens(self, call: UpstreamCall) -> Reply:
-        tokens = openai.estimate_input_tokens(call.request.body)
+        tokens = estimate_input_tokens(call.request.body)
         return Reply(200, dumps({"input_tokens": tokens}), {}, {ESTIMATE_HEADER: "estimate"})
 
     async def _post(

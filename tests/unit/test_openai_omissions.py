@@ -12,7 +12,7 @@ import pytest
 
 from accounts import omissions
 from claude_api.translate.common import OPENAI_SIGNATURE_TAG
-from claude_api.translate.openai import (
+from claude_api.translate.openai_chat import (
     OpenAIOptions,
     build_request,
     omission_for,

@@ -16,7 +16,7 @@ from claude_api.translate.common import (
     Event,
     TranslatedStreamError,
 )
-from claude_api.translate.openai import (
+from claude_api.translate.openai_chat import (
     OpenAIOptions,
     StreamTranslator,
     ToolNames,
