@@ -191,7 +191,7 @@ class CredentialAdmin(NoSecretLookupsMixin, admin.ModelAdmin):
         "quota_table",
         "recent_activity",
         "recent_traces",
-        "learned_omissions",
+        "learned_omissions_summary",
         "created_at",
         "updated_at",
     )
@@ -224,8 +224,6 @@ class CredentialAdmin(NoSecretLookupsMixin, admin.ModelAdmin):
                     "openai_include_usage",
                     "openai_reasoning_field",
                     "openai_send_reasoning_effort",
-                    "learned_omissions",
-                    "reset_learned_omissions",
                 ),
             },
         ),
@@ -234,6 +232,8 @@ class CredentialAdmin(NoSecretLookupsMixin, admin.ModelAdmin):
             {
                 "fields": (
                     "quota_table",
+                    "learned_omissions_summary",
+                    "reset_learned_omissions",
                     "recent_activity",
                     "recent_traces",
                     "created_at",
@@ -249,7 +249,7 @@ class CredentialAdmin(NoSecretLookupsMixin, admin.ModelAdmin):
             "quota_table",
             "recent_activity",
             "recent_traces",
-            "learned_omissions",
+            "learned_omissions_summary",
             "reset_learned_omissions",
         }
     )
@@ -349,8 +349,8 @@ class CredentialAdmin(NoSecretLookupsMixin, admin.ModelAdmin):
         )
 
     @admin.display(description="fields learned to omit")
-    def learned_omissions(self, obj: Credential) -> SafeString | str:
-        lines = omissions.describe(obj.openai_learned_omissions)
+    def learned_omissions_summary(self, obj: Credential) -> SafeString | str:
+        lines = omissions.describe(obj.learned_omissions)
         if not lines:
             return "none: every field the proxy adds is sent"
         # The excerpts were redacted when they were stored (claude_api.redaction).
@@ -499,19 +499,6 @@ class ClientKeyAdmin(NoSecretLookupsMixin, admin.ModelAdmin):
         response = TemplateResponse(request, self.issued_template, context)
         response["Cache-Control"] = "no-store"
         return response
-
-    @admin.action(
-        description="Forget learned omissions (send every field again)", permissions=["change"]
-    )
-    def forget_learned_omissions(
-        self, request: HttpRequest, queryset: QuerySet[Credential]
-    ) -> None:
-        # A fresh list of pks: the changelist's queryset may carry distinct() from a search.
-        ids = list(queryset.values_list("pk", flat=True))
-        cleared = omissions.forget(ids)  # through save(): bumps the config version
-        for credential in Credential.objects.filter(pk__in=ids):
-            self.log_change(request, credential, "Forgot learned omissions.")
-        self.message_user(request, f"Forgot learned omissions on {_plural(cleared, 'credential')}.")
 
     @admin.action(description="Disable", permissions=["change"])
     def disable(self, request: HttpRequest, queryset: QuerySet[ClientKey]) -> None:

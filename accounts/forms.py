@@ -67,7 +67,7 @@ class CredentialForm(forms.ModelForm):
         if secret:
             credential.set_secret(secret)
         if self.cleaned_data.get("reset_learned_omissions"):
-            credential.openai_learned_omissions = {}
+            credential.learned_omissions = {}
         if commit:
             credential.save()
             self.save_m2m()

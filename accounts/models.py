@@ -96,14 +96,15 @@ class Credential(models.Model):
         "for servers that want it back (DeepSeek's thinking mode with tools), reasoning for "
         "OpenRouter. Strict servers reject either with a 400.",
     )
-    # What this credential's server was seen refusing: {field: {"at": ISO time, "error": redacted
-    # excerpt}}. Written by the workers (accounts.omissions), read into the pool snapshot, and
-    # cleared by an operator in the admin; never edited by hand.
-    openai_learned_omissions = models.JSONField(
+    # Fields this credential's upstream was seen refusing, by their wire names:
+    # {field: {"at": ISO time, "error": redacted excerpt}}. Provider-neutral (the OpenAI-compatible
+    # provider is the first to learn; any provider may), written by the workers through
+    # accounts.omissions, read into the pool snapshot, cleared by an operator in the admin.
+    learned_omissions = models.JSONField(
         default=dict,
         blank=True,
         editable=False,
-        verbose_name="OpenAI: fields learned to omit",
+        verbose_name="fields learned to omit",
     )
     source_key = models.CharField(
         max_length=64,

@@ -1,10 +1,13 @@
-"""Fields an OpenAI-compatible server was seen refusing, remembered per credential.
+"""Fields an upstream was seen refusing, remembered per credential (``Credential.learned_omissions``).
 
-When a server answers 400 naming a field the proxy added on its own (echoed reasoning,
-``reasoning_effort``, ``stream_options``, …), the provider retries without it and the pool calls
-``remember`` here. The record lives on the credential row, so saving it bumps the config version
-and every worker's next snapshot omits the field; it survives restarts. An operator clears it in
-the admin (``forget``) when the server has changed.
+When an OpenAI-compatible server answers 400 naming a field the proxy added on its own (echoed
+reasoning, ``reasoning_effort``, ``stream_options``, …), the provider retries without it and the
+pool calls ``remember`` here. Nothing here is specific to one wire: the names are the provider's
+own field names, and any provider may learn through ``Pool.learn_omission``.
+
+The record lives on the credential row, so saving it bumps the config version and every
+worker's next snapshot omits the field; it survives restarts. An operator clears it in the
+admin (``forget``) when the server has changed.
 """
 
 from __future__ import annotations
@@ -31,13 +34,13 @@ def remember(credential_id: int, field: str, excerpt: str, now: float) -> bool:
     with transaction.atomic():
         credential = (
             Credential.objects.select_for_update()
-            .only("id", "openai_learned_omissions")
+            .only("id", "learned_omissions")
             .filter(pk=credential_id)
             .first()
         )
         if credential is None:
             return False
-        learned = credential.openai_learned_omissions
+        learned = credential.learned_omissions
         learned = dict(learned) if isinstance(learned, dict) else {}
         if field in learned:
             return False
@@ -45,9 +48,9 @@ def remember(credential_id: int, field: str, excerpt: str, now: float) -> bool:
             "at": datetime.fromtimestamp(now, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "error": excerpt[:MAX_EXCERPT_CHARS],
         }
-        credential.openai_learned_omissions = learned
+        credential.learned_omissions = learned
         # Through save(): the post_save signal bumps the config version after commit.
-        credential.save(update_fields=["openai_learned_omissions"])
+        credential.save(update_fields=["learned_omissions"])
     return True
 
 
@@ -58,9 +61,9 @@ def forget(credential_ids: list[int]) -> int:
     cleared = 0
     with transaction.atomic():
         for credential in Credential.objects.select_for_update().filter(pk__in=credential_ids):
-            if credential.openai_learned_omissions:
-                credential.openai_learned_omissions = {}
-                credential.save(update_fields=["openai_learned_omissions"])
+            if credential.learned_omissions:
+                credential.learned_omissions = {}
+                credential.save(update_fields=["learned_omissions"])
                 cleared += 1
     return cleared
 

@@ -303,7 +303,7 @@ def _credential_view(credential, secret: str, config: ProxyConfig) -> Credential
             "reasoning_field": credential.openai_reasoning_field,
             "send_reasoning_effort": credential.openai_send_reasoning_effort,
         },
-        omitted=set(omissions.fields(credential.openai_learned_omissions)),
+        omitted=set(omissions.fields(credential.learned_omissions)),
     )
 
 

@@ -821,7 +821,7 @@ def test_it_shows_what_was_learned_on_the_change_page(admin_client):
         provider="openai",
         base_url="https://llm.example/v1",
         secret=SECRET,
-        openai_learned_omissions=LEARNED,
+        learned_omissions=LEARNED,
     )
     content = admin_client.get(
         reverse("admin:accounts_credential_change", args=[credential.pk])
@@ -847,7 +847,7 @@ def test_it_resets_what_was_learned_from_the_form(admin_client, django_capture_o
         provider="openai",
         base_url="https://llm.example/v1",
         models=["gpt-strict"],
-        openai_learned_omissions=LEARNED,
+        learned_omissions=LEARNED,
     )
     url = reverse("admin:accounts_credential_change", args=[credential.pk])
 
@@ -855,7 +855,7 @@ def test_it_resets_what_was_learned_from_the_form(admin_client, django_capture_o
     response = admin_client.post(url, openai_data(credential, priority="3"))
     assert response.status_code == 302, response.content.decode()[:2000]
     credential.refresh_from_db()
-    assert credential.priority == 3 and credential.openai_learned_omissions == LEARNED
+    assert credential.priority == 3 and credential.learned_omissions == LEARNED
 
     versions.bump(config=True)
     before = versions_now()[0]
@@ -863,7 +863,7 @@ def test_it_resets_what_was_learned_from_the_form(admin_client, django_capture_o
         response = admin_client.post(url, openai_data(credential, reset_learned_omissions="on"))
     assert response.status_code == 302
     credential.refresh_from_db()
-    assert credential.openai_learned_omissions == {}
+    assert credential.learned_omissions == {}
     assert versions_now()[0] > before  # every worker reloads and sends the field again
 
 
@@ -871,10 +871,10 @@ def test_it_forgets_what_was_learned_with_an_action(
     admin_client, django_capture_on_commit_callbacks
 ):
     strict = make_credential(
-        "strict", provider="openai", base_url="https://a/v1", openai_learned_omissions=LEARNED
+        "strict", provider="openai", base_url="https://a/v1", learned_omissions=LEARNED
     )
     other = make_credential(
-        "other", provider="openai", base_url="https://b/v1", openai_learned_omissions=LEARNED
+        "other", provider="openai", base_url="https://b/v1", learned_omissions=LEARNED
     )
     versions.bump(config=True)
     before = versions_now()[0]
@@ -883,7 +883,7 @@ def test_it_forgets_what_was_learned_with_an_action(
     assert response.status_code == 302
     strict.refresh_from_db()
     other.refresh_from_db()
-    assert strict.openai_learned_omissions == {} and other.openai_learned_omissions == LEARNED
+    assert strict.learned_omissions == {} and other.learned_omissions == LEARNED
     assert versions_now()[0] > before
     page = admin_client.get(response.url).content.decode()
     assert "Forgot learned omissions on 1 credential." in page

@@ -502,7 +502,7 @@ def test_it_prints_the_fields_a_credential_learned_to_omit():
         "strict",
         provider="openai",
         base_url="https://llm.example/v1",
-        openai_learned_omissions={
+        learned_omissions={
             "reasoning_effort": {
                 "at": "2026-12-02T01:10:07Z",
                 "error": "Unrecognized request argument supplied: reasoning_effort",

@@ -386,7 +386,7 @@ async def test_it_retries_without_a_refused_reasoning_field_and_remembers_it(
 
     await fresh_pool.settle()
     credential.refresh_from_db()
-    learned = credential.openai_learned_omissions
+    learned = credential.learned_omissions
     assert set(learned) == {"reasoning_content"}
     assert "Additional properties are not allowed" in learned["reasoning_content"]["error"]
     # Not a failure of the credential: no cooldown, nothing counted against it.
@@ -451,7 +451,7 @@ async def test_it_learns_to_stream_without_stream_options(api, upstream, fresh_p
     assert "stream_options" not in retry and retry["stream"] is True
     await fresh_pool.settle()
     credential.refresh_from_db()
-    assert set(credential.openai_learned_omissions) == {"stream_options"}
+    assert set(credential.learned_omissions) == {"stream_options"}
 
 
 async def test_it_returns_a_refusal_of_the_clients_own_field_as_it_is(api, upstream, fresh_pool):
@@ -479,4 +479,4 @@ async def test_it_returns_a_refusal_of_the_clients_own_field_as_it_is(api, upstr
     assert len(upstream.requests) == 1
     await fresh_pool.settle()
     credential.refresh_from_db()
-    assert credential.openai_learned_omissions == {}
+    assert credential.learned_omissions == {}

@@ -38,9 +38,7 @@ class Command(BaseCommand):
                     until(soonest, now) if soonest else "-",
                 )
             )
-            extra += [
-                f"omits {line}" for line in omissions.describe(credential.openai_learned_omissions)
-            ]
+            extra += [f"omits {line}" for line in omissions.describe(credential.learned_omissions)]
             details += [f"  #{credential.pk} {credential.label}: {line}" for line in extra]
         if not rows:
             return "No credentials configured."
