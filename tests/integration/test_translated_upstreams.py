@@ -480,3 +480,26 @@ async def test_it_returns_a_refusal_of_the_clients_own_field_as_it_is(api, upstr
     await fresh_pool.settle()
     credential.refresh_from_db()
     assert credential.learned_omissions == {}
+
+
+async def test_it_omits_a_learned_field_at_once_before_the_pool_reloads(
+    api, upstream, fresh_pool, settings
+):
+    make_credential(
+        provider="openai",
+        base_url=upstream.url + "/v1",
+        secret="sk-strict-1234567890",
+        models=["gpt-strict"],
+        openai_reasoning_field="reasoning_content",
+    )
+    upstream.default = strict_openai
+    response = await api.message(model="gpt-strict", tools=TOOLS, messages=TOOL_LOOP_HISTORY)
+    assert response.status_code == 200
+    assert len(upstream.requests) == 2
+    # This worker keeps its snapshot (no reload for an hour): the view it learned on is enough.
+    settings.POOL_REFRESH_SECONDS = 3600
+    upstream.requests.clear()
+    response = await api.message(model="gpt-strict", tools=TOOLS, messages=TOOL_LOOP_HISTORY)
+    assert response.status_code == 200
+    assert len(upstream.requests) == 1
+    assert "reasoning_content" not in upstream.requests[0].json()["messages"][1]

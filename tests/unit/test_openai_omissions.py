@@ -67,6 +67,14 @@ def paths(body: Any) -> list[tuple[str, ...]]:
             [("messages", "2", "reasoning_content")],
         ),
         (
+            # The same validator with a dotted location.
+            openai_error(
+                "Additional properties are not allowed ('reasoning_content' was unexpected) "
+                "- 'messages.2'"
+            ),
+            [("messages", "2", "reasoning_content")],
+        ),
+        (
             # The wording issue 9 saw.
             "Additional properties are not allowed (['reasoning_content'] were unexpected) "
             "- 'messages[2]'",
