@@ -89,10 +89,22 @@ class Credential(models.Model):
     )
     openai_reasoning_field = models.CharField(
         max_length=30,
-        default="reasoning_content",
+        default="",
         blank=True,
         verbose_name="OpenAI: reasoning field echoed in history",
-        help_text="reasoning_content (DeepSeek, vLLM), reasoning (OpenRouter), or empty.",
+        help_text="Empty (the default): earlier reasoning is not sent back. reasoning_content "
+        "for servers that want it back (DeepSeek's thinking mode with tools), reasoning for "
+        "OpenRouter. Strict servers reject either with a 400.",
+    )
+    # Fields this credential's upstream was seen refusing, by their wire names:
+    # {field: {"at": ISO time, "error": redacted excerpt}}. Provider-neutral (the OpenAI-compatible
+    # provider is the first to learn; any provider may), written by the workers through
+    # accounts.omissions, read into the pool snapshot, cleared by an operator in the admin.
+    learned_omissions = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        verbose_name="fields learned to omit",
     )
     source_key = models.CharField(
         max_length=64,

@@ -21,7 +21,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from accounts import catalog, crypto, patterns, quota, versions
+from accounts import catalog, crypto, omissions, patterns, quota, versions
 from accounts.cooldown import Failure, QuotaRecord
 from accounts.rotation import Selector
 
@@ -78,6 +78,10 @@ class CredentialView:
     disable_cooling: bool | None
     request_retry: int | None
     options: dict[str, Any] = field(default_factory=dict)
+    # Fields this credential's server refuses (accounts.omissions). The one mutable part of a
+    # view: the worker that learns a field adds it here at once, and the database row it also
+    # writes brings every other worker's next snapshot (and this one's) up to date.
+    omitted: set[str] = field(default_factory=set)
 
     def resolve(self, requested: str, force_prefix: bool) -> str | None:
         """The upstream model name for a client's model name, or None if not served here."""
@@ -300,6 +304,7 @@ def _credential_view(credential, secret: str, config: ProxyConfig) -> Credential
             "reasoning_field": credential.openai_reasoning_field,
             "send_reasoning_effort": credential.openai_send_reasoning_effort,
         },
+        omitted=set(omissions.fields(credential.learned_omissions)),
     )
 
 
@@ -428,6 +433,20 @@ class Pool:
             self.board.put(route.credential_id, route.upstream_model, None)
             await database_sync_to_async(quota.persist_success)(
                 route.credential_id, route.upstream_model
+            )
+
+    async def learn_omission(self, route: Route, field_name: str, excerpt: str) -> None:
+        """Remember that ``route``'s server refuses ``field_name`` (``excerpt``: its redacted
+        error): at once in this worker, and in the database for the others and for restarts."""
+        route.credential.omitted.add(field_name)
+        try:
+            await database_sync_to_async(omissions.remember)(
+                route.credential_id, field_name, excerpt, time.time()
+            )
+        except Exception:
+            # This worker still omits the field; another one will relearn it with one more retry.
+            logger.exception(
+                "could not record that %s refuses %s", route.credential.label, field_name
             )
 
     def key_used(self, key_id: int) -> None:

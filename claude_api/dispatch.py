@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from accounts.pool import Route, Snapshot, pool
 from claude_api.errors import AllCoolingDown, NoCredentialAvailable, ProxyError, UpstreamError
 from claude_api.providers import provider_for
 from claude_api.providers.base import EventStream, Reply, UpstreamCall
+from claude_api.redaction import redact
 from claude_api.request import COUNT_TOKENS, ClientRequest, session_id
 from claude_api.sse import SSEEvent
 
@@ -220,8 +220,10 @@ class Dispatch:
         try:
             result = await operation(call)
         except UpstreamError as exc:
+            self._note(route, call.notes, round_number)
             await self.failed(route, exc, round_number=round_number, started=started)
             raise
+        self._note(route, call.notes, round_number)
         self.steps.append(
             self._step(route, "ok", round_number=round_number, started=started, status=200)
         )
@@ -363,6 +365,19 @@ class Dispatch:
             step["ms"] = round((time.monotonic() - started) * 1000, 1)
         return step
 
+    def _note(self, route: Route, notes: list[dict], round_number: int) -> None:
+        """Steps a provider took inside one attempt (a retry without a refused field)."""
+        for note in notes:
+            step = self._step(
+                route,
+                note["outcome"],
+                round_number=round_number,
+                started=None,
+                status=note.get("status"),
+            )
+            step["reason"] = redact(str(note.get("reason", "")), route.credential.secret.reveal())
+            self.steps.append(step)
+
     def _note_skip(self, route: Route, record) -> None:
         if route.credential_id in self._noted_skips:
             return
@@ -398,18 +413,6 @@ class Dispatch:
             "steps": self.steps,
         }
         pool.spawn(database_sync_to_async(quota.save_trace)(trace))
-
-
-# Keys that upstreams echo back in error messages ("Incorrect API key provided: sk-…").
-_KEY_LIKE = re.compile(r"\b(?:sk-[A-Za-z0-9_\-*.]{6,}|AIza[0-9A-Za-z_\-]{10,})")
-
-
-def redact(message: str, secret: str) -> str:
-    """An upstream error message with the credential's secret, or anything key-like, removed:
-    the message goes to the client and into the routing trace."""
-    if secret and secret in message:
-        message = message.replace(secret, "[redacted]")
-    return _KEY_LIKE.sub("[redacted]", message)
 
 
 def _iso(epoch: float | None) -> str:
