@@ -22,32 +22,13 @@ from django.conf import settings
 
 from accounts import catalog, crypto, patterns, quota, versions
 from accounts.cooldown import Failure, QuotaRecord
+from accounts.oauth import tokens
 from accounts.rotation import Selector
+from accounts.secrets import Secret
 
 logger = logging.getLogger(__name__)
 
 MAX_CACHED_ROUTES = 2048
-
-
-class Secret:
-    """A string that does not show itself in reprs, logs or tracebacks."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('****')"
-
-    __str__ = __repr__
-
-    @property
-    def is_oauth_token(self) -> bool:
-        return self._value.startswith("sk-ant-oat")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +58,8 @@ class CredentialView:
     disable_cooling: bool | None
     request_retry: int | None
     options: dict[str, Any] = field(default_factory=dict)
+    # "oauth": ``secret`` is empty; the provider asks accounts.oauth.tokens for the current token.
+    auth_kind: str = "api_key"
 
     def resolve(self, requested: str, force_prefix: bool) -> str | None:
         """The upstream model name for a client's model name, or None if not served here."""
@@ -247,9 +230,17 @@ def load_snapshot() -> Snapshot:
     row = ProxySettings.load()
     config = ProxyConfig(**{f: getattr(row, f) for f in ProxyConfig.__dataclass_fields__})
     views, unreadable = [], []
-    for credential in Credential.objects.filter(enabled=True).prefetch_related("models"):
+    enabled = (
+        Credential.objects.filter(enabled=True)
+        # Codex accounts log in and refresh, but nothing upstream serves them yet (the Responses
+        # provider is the next step); accounts that need a login serve nothing until they get one.
+        .exclude(provider="codex")
+        .exclude(auth_kind="oauth", oauth__isnull=True)
+        .exclude(auth_kind="oauth", oauth__state="needs_login")
+    )
+    for credential in enabled.prefetch_related("models"):
         try:
-            secret = credential.get_secret()
+            secret = credential.get_secret() if credential.auth_kind != "oauth" else ""
         except crypto.SecretUnavailable:
             unreadable.append(credential.label)
             logger.error("credential %r skipped: its secret cannot be decrypted", credential.label)
@@ -299,6 +290,7 @@ def _credential_view(credential, secret: str, config: ProxyConfig) -> Credential
             "reasoning_field": credential.openai_reasoning_field,
             "send_reasoning_effort": credential.openai_send_reasoning_effort,
         },
+        auth_kind=credential.auth_kind,
     )
 
 
@@ -364,6 +356,7 @@ class Pool:
     def reset(self) -> None:
         """Forget everything (tests, and after a fork)."""
         self.__init__()
+        tokens.reset()
 
     async def current(self) -> Snapshot:
         if (
@@ -376,6 +369,7 @@ class Pool:
             # Mark first: the requests arriving before the flush task runs must not spawn more.
             self.counters.flushed_at = time.monotonic()
             self.spawn(self.flush())
+        tokens.maybe_sweep(self.spawn)
         return self.snapshot
 
     async def refresh(self) -> None:
@@ -384,7 +378,8 @@ class Pool:
         current = await versions.read()
         if current is None:
             current = await database_sync_to_async(versions.read_from_database)()
-        config_version, quota_version = current
+        config_version, quota_version, tokens_version = current
+        tokens.cache.observe(tokens_version)
         if self.snapshot is None or self.snapshot.version != config_version:
             snapshot = await database_sync_to_async(load_snapshot)()
             # With Redis the counter we compare against is Redis's, not the database's.

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,8 +23,10 @@ from channels.db import database_sync_to_async
 
 from accounts import cooldown, quota
 from accounts.pool import Route, Snapshot, pool
+from accounts.secrets import redact
 from claude_api.errors import AllCoolingDown, NoCredentialAvailable, ProxyError, UpstreamError
 from claude_api.providers import provider_for
+from claude_api.providers.accounts import refreshed_after_unauthorized
 from claude_api.providers.base import EventStream, Reply, UpstreamCall
 from claude_api.request import COUNT_TOKENS, ClientRequest, session_id
 from claude_api.sse import SSEEvent
@@ -176,7 +177,24 @@ class Dispatch:
         started = time.monotonic()
         call = UpstreamCall(self.request, route, self.config)
         try:
-            result = await operation(call)
+            try:
+                result = await operation(call)
+            except UpstreamError as exc:
+                # An account's token refused: refresh once (or take another worker's refresh)
+                # and retry on the same account, before the 401 is classified.
+                if not await refreshed_after_unauthorized(call, exc):
+                    raise
+                self.steps.append(
+                    self._step(
+                        route,
+                        "token refreshed after 401",
+                        round_number=round_number,
+                        started=started,
+                        status=401,
+                    )
+                )
+                call = UpstreamCall(self.request, route, self.config)
+                result = await operation(call)
         except UpstreamError as exc:
             await self.failed(route, exc, round_number=round_number, started=started)
             raise
@@ -355,18 +373,6 @@ class Dispatch:
             "steps": self.steps,
         }
         pool.spawn(database_sync_to_async(quota.save_trace)(trace))
-
-
-# Keys that upstreams echo back in error messages ("Incorrect API key provided: sk-…").
-_KEY_LIKE = re.compile(r"\b(?:sk-[A-Za-z0-9_\-*.]{6,}|AIza[0-9A-Za-z_\-]{10,})")
-
-
-def redact(message: str, secret: str) -> str:
-    """An upstream error message with the credential's secret, or anything key-like, removed:
-    the message goes to the client and into the routing trace."""
-    if secret and secret in message:
-        message = message.replace(secret, "[redacted]")
-    return _KEY_LIKE.sub("[redacted]", message)
 
 
 def _iso(epoch: float | None) -> str:

@@ -60,6 +60,9 @@ class UpstreamCall:
     request: ClientRequest
     route: Route
     config: ProxyConfig
+    # The version of the account token this call sent (OAuth accounts), so that a 401 refreshes
+    # only if no other worker has replaced that token already.
+    token_version: int | None = None
 
     @property
     def credential(self):
