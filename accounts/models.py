@@ -447,6 +447,7 @@ class OAuthToken(models.Model):
 
 class LoginStatus(models.TextChoices):
     PENDING = "pending", "Pending"
+    EXCHANGING = "exchanging", "Exchanging the code"
     COMPLETED = "completed", "Completed"
     FAILED = "failed", "Failed"
 
@@ -458,7 +459,7 @@ class OAuthLogin(models.Model):
     provider = models.CharField(max_length=20, choices=Provider.choices)
     verifier_encrypted = models.TextField(editable=False)
     status = models.CharField(
-        max_length=10, choices=LoginStatus.choices, default=LoginStatus.PENDING
+        max_length=12, choices=LoginStatus.choices, default=LoginStatus.PENDING
     )
     error = models.TextField(blank=True)
     credential = models.ForeignKey(
