@@ -22,6 +22,7 @@ from django.utils.safestring import SafeString
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 
+from accounts import windows
 from accounts.models import AccountState, AuthKind, Credential, OAuthToken
 from accounts.oauth import importer, pkce, sessions
 
@@ -100,8 +101,31 @@ def account_panel(credential: Credential) -> SafeString | str:
         rows.append(("served", CODEX_NOT_SERVED))
     body = SafeString(
         "".join(format_html("<tr><th>{}</th><td>{}</td></tr>", k, v) for k, v in rows)
+        + format_html("<tr><th>quota windows</th><td>{}</td></tr>", window_bars(account, now))
     )
     return format_html('<table class="oauth-account">{}</table>', body)
+
+
+def window_bars(account: OAuthToken, now: datetime) -> SafeString | str:
+    """A bar per 5-hour / 7-day window, from the latest response that reported them."""
+    stored = windows.from_stored(account.quota_windows)
+    if not stored:
+        return "not reported yet (Claude reports them with every response)"
+    moment = now.timestamp()
+    bars = SafeString(
+        "".join(
+            format_html(
+                '<div class="quota-window"><div class="quota-bar" style="display:inline-block;'
+                'width:12em;height:0.8em;border:1px solid #888;vertical-align:middle">'
+                '<div style="width:{}%;height:100%;background:{}"></div></div> {}</div>',
+                round(window.used(moment) * 100),
+                "#ba2121" if window.used(moment) >= 0.9 else "#417690",
+                phrase,
+            )
+            for window, phrase in zip(stored, windows.describe(stored, moment), strict=True)
+        )
+    )
+    return format_html("{}<small>as of {}</small>", bars, _utc(account.windows_observed_at))
 
 
 class PasteForm(forms.Form):

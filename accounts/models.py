@@ -41,6 +41,8 @@ class RoutingStrategy(models.TextChoices):
     ROUND_ROBIN = "round-robin", "Round-robin"
     FILL_FIRST = "fill-first", "Fill-first"
     WEIGHTED_ROUND_ROBIN = "weighted-round-robin", "Weighted round-robin"
+    # Within a priority tier, the subscription account with the most left of its binding window.
+    QUOTA_AWARE = "quota-aware", "Quota-aware (subscription accounts)"
 
 
 class Credential(models.Model):
@@ -418,6 +420,10 @@ class OAuthToken(models.Model):
     lease_until = models.DateTimeField(null=True, blank=True, editable=False)
     lease_owner = models.CharField(max_length=40, blank=True, editable=False)
     extras = models.JSONField(default=dict, blank=True, editable=False)
+    # The latest 5-hour / 7-day windows a response showed (accounts.windows), for the admin and
+    # proxy_status; written at most every 30 s per account, never bumping a counter.
+    quota_windows = models.JSONField(default=list, blank=True, editable=False)
+    windows_observed_at = models.DateTimeField(null=True, blank=True, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from channels.db import database_sync_to_async
 
-from accounts import cooldown, quota
+from accounts import cooldown, quota, windows
 from accounts.pool import Route, Snapshot, pool
 from accounts.secrets import redact
 from claude_api.errors import AllCoolingDown, NoCredentialAvailable, ProxyError, UpstreamError
@@ -165,6 +165,7 @@ class Dispatch:
             cursor=cursor,
             session_id=self.session,
             now=now,
+            headroom=windows.board.headroom,
         )
 
     async def _attempt(

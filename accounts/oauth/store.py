@@ -366,3 +366,10 @@ def due_accounts(now: float) -> list[tuple[int, int, float]]:
         if policy.is_due(expires_at.timestamp(), now, lead):
             due.append((credential_id, version, now + lead))
     return due
+
+
+def save_windows(credential_id: int, stored: list[dict], observed_at: float) -> None:
+    """The latest quota windows, for display: no counter bump (nobody routes on the row)."""
+    OAuthToken.objects.filter(credential_id=credential_id).update(
+        quota_windows=stored, windows_observed_at=_moment(observed_at)
+    )

@@ -7,8 +7,15 @@ credential and the client sees an Anthropic envelope, never a 500.
 
 from __future__ import annotations
 
-from accounts.oauth import tokens
+import time
+from collections.abc import Mapping
+
+from channels.db import database_sync_to_async
+
+from accounts import windows
+from accounts.oauth import store, tokens
 from accounts.oauth.store import Token
+from accounts.pool import pool
 from claude_api.errors import UpstreamError
 from claude_api.providers.base import UpstreamCall
 
@@ -60,3 +67,15 @@ async def refreshed_after_unauthorized(call: UpstreamCall, exc: UpstreamError) -
     except tokens.AccountUnavailable:
         return False
     return token is not None
+
+
+def note_windows(call: UpstreamCall, headers: Mapping[str, str]) -> None:
+    """Keep the 5-hour / 7-day windows an account's response reported (quota-aware routing
+    reads them in memory; the admin and proxy_status read what is persisted, off the path)."""
+    if not uses_account(call):
+        return
+    credential_id = call.credential.credential_id
+    now = time.time()
+    if windows.board.observe(credential_id, headers, now):
+        stored = [window.as_dict() for window in windows.board.windows[credential_id]]
+        pool.spawn(database_sync_to_async(store.save_windows)(credential_id, stored, now))

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from claude_api.errors import UpstreamError, envelope_from_upstream
-from claude_api.providers.accounts import account_token, uses_account
+from claude_api.providers.accounts import account_token, note_windows, uses_account
 from claude_api.providers.base import (
     ERROR_TYPE_STATUSES,
     ESTIMATE_HEADER,
@@ -53,6 +53,7 @@ class AnthropicProvider(Provider):
         )
         body = await read_all(response, call.credential.label)
         headers = lower_headers(response)
+        note_windows(call, headers)
         if response.status_code >= 400:
             raise upstream_error(response.status_code, body, headers)
         if call.request.model != call.upstream_model:
@@ -66,6 +67,8 @@ class AnthropicProvider(Provider):
             headers=await self._headers(call, streaming=True),
             content=upstream_body(call),
         )
+        if uses_account(call):
+            note_windows(call, lower_headers(response))
         if response.status_code >= 400:
             body = await read_all(response, call.credential.label)
             raise upstream_error(response.status_code, body, lower_headers(response))

@@ -67,6 +67,8 @@ class FakeOAuth:
         self.used_refresh: set[str] = set()
         self.codes: dict[str, tuple[str, Account, str]] = {}
         self.access_expiry: dict[str, float] = {}
+        # Per account email: extra response headers (anthropic-ratelimit-unified-*).
+        self.response_headers: dict[str, dict[str, str]] = {}
         server.default = self.handle
 
     @property
@@ -209,4 +211,8 @@ class FakeOAuth:
             return Respond.error(401, "authentication_error", "x-api-key header is required")
         if not self.is_live(token):
             return Respond.error(401, "authentication_error", "OAuth token has expired")
-        return echo_anthropic(request)
+        response = echo_anthropic(request)
+        account = next((a for a in self.accounts if token in a.access), None)
+        if account is not None:
+            response.headers.update(self.response_headers.get(account.email, {}))
+        return response

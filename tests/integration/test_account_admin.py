@@ -106,3 +106,22 @@ def test_it_refuses_the_login_pages_to_staff_without_add_permission(client, djan
     response = client.get(reverse("admin:accounts_credential_login", args=["claude"]))
     assert response.status_code == 404
     assert not OAuthLogin.objects.exists()
+
+
+def test_it_draws_a_bar_per_quota_window_on_the_account_page(admin_client, oauth):
+    import time
+
+    account = make_account(oauth, "max@example.com")
+    now = time.time()
+    OAuthToken.objects.filter(credential=account).update(
+        quota_windows=[
+            {"name": "5h", "utilization": 0.42, "reset_at": now + 7300, "status": "allowed"},
+            {"name": "7d", "utilization": 0.95, "reset_at": now + 90000, "status": "allowed"},
+        ]
+    )
+    page = admin_client.get(
+        reverse("admin:accounts_credential_change", args=[account.pk])
+    ).content.decode()
+    assert page.count('class="quota-bar"') == 2
+    assert "5-hour: 42 % used, resets in 2h 01m" in page
+    assert "width:95%;height:100%;background:#ba2121" in page

@@ -289,3 +289,42 @@ async def test_it_reads_no_database_per_request_with_an_account_while_nothing_ch
     for _ in range(10):
         assert (await api.message()).status_code == 200
     assert seen == []
+
+
+def window_headers(five: float, seven: float) -> dict[str, str]:
+    reset = int(time.time())
+    return {
+        "anthropic-ratelimit-unified-5h-utilization": str(five),
+        "anthropic-ratelimit-unified-5h-reset": str(reset + 3600),
+        "anthropic-ratelimit-unified-5h-status": "allowed",
+        "anthropic-ratelimit-unified-7d-utilization": str(seven),
+        "anthropic-ratelimit-unified-7d-reset": str(reset + 86400 * 3),
+        "anthropic-ratelimit-unified-7d-status": "allowed",
+    }
+
+
+async def test_it_routes_quota_aware_to_the_account_with_the_most_window_left(api, oauth):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    set_proxy_settings(routing_strategy="quota-aware")
+    busy = make_account(oauth, "busy@example.com")
+    fresh = make_account(oauth, "fresh@example.com")
+    oauth.response_headers["busy@example.com"] = window_headers(0.8, 0.3)
+    oauth.response_headers["fresh@example.com"] = window_headers(0.1, 0.05)
+    for _ in range(2):  # round-robin until both have reported their windows
+        assert (await api.message()).status_code == 200
+    await pool.settle()
+    fresh_token = token_row(fresh).get_access_token()
+    before = len(oauth.server.requests)
+    for _ in range(4):
+        assert (await api.message()).status_code == 200
+    used = [r.headers["authorization"] for r in oauth.server.requests[before:]]
+    assert used == [f"Bearer {fresh_token}"] * 4
+    row = token_row(busy)
+    assert [w["utilization"] for w in row.quota_windows] == [0.8, 0.3]
+    out = StringIO()
+    await asyncio.to_thread(call_command, "proxy_status", stdout=out)
+    assert "5-hour: 80 % used, resets in 59m" in out.getvalue()
+    assert "7-day: 30 % used, resets in 2d 23h" in out.getvalue()

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
+from accounts import windows
 from accounts.models import AccountState, AuthKind, Credential, OAuthToken, QuotaState, QuotaStatus
 
 COLUMNS = ("id", "label", "provider", "enabled", "priority", "models", "state", "next retry")
@@ -72,6 +73,9 @@ def account_state(
         line += f"; last refresh error: {account.last_refresh_error[:200]}"
     if account.refresh_backoff_until and account.refresh_backoff_until > now:
         line += f"; next refresh try {until(account.refresh_backoff_until, now)}"
+    quota_windows = windows.from_stored(account.quota_windows)
+    if quota_windows:
+        line += "; " + ", ".join(windows.describe(quota_windows, now.timestamp()))
     if credential.provider == "codex":
         line += "; Codex accounts are not served yet (no Responses provider)"
     if account.state == AccountState.NEEDS_LOGIN:
