@@ -4,8 +4,11 @@ the rotated refresh token is what the next process (after a restart) uses."""
 
 from __future__ import annotations
 
+import html
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -87,3 +90,51 @@ def test_it_uses_the_rotated_refresh_token_after_a_restart(daphne_env, upstream_
         second.stop()
     assert [call.json()["refresh_token"] for call in oauth.token_calls][1] == rotated
     assert len(oauth.token_calls) == 2  # the fake refuses a reused token: both were live
+
+
+def csrf_token(html: str) -> str:
+    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
+    assert match, html[:500]
+    return match.group(1)
+
+
+def test_it_completes_a_login_pasted_into_another_worker(account_workers, oauth):
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.create_superuser("ops", "ops@example.com", "pw-for-live-tests-9")
+    a, b = account_workers
+    with httpx.Client(timeout=30) as browser:
+        form = browser.get(a.url + "/admin/login/?next=/admin/").text
+        browser.post(
+            a.url + "/admin/login/?next=/admin/",
+            data={
+                "username": "ops",
+                "password": "pw-for-live-tests-9",
+                "csrfmiddlewaretoken": csrf_token(form),
+            },
+        )
+        shown = browser.get(a.url + "/admin/accounts/credential/login/claude/")
+        assert shown.status_code == 200, shown.text[:500]
+        found = re.search(r'class="oauth-authorize-url" href="([^"]+)"', shown.text)
+        assert found
+        params = {k: v[0] for k, v in parse_qs(urlsplit(html.unescape(found[1])).query).items()}
+        code = oauth.authorize(params["code_challenge"], params["redirect_uri"], "ops@example.com")
+        pasted = browser.post(
+            b.url + "/admin/accounts/credential/login/claude/",  # the other worker
+            data={
+                "state": params["state"],
+                "paste": f"http://localhost:54545/callback?code={code}&state={params['state']}",
+                "csrfmiddlewaretoken": csrf_token(shown.text),
+            },
+        )
+    assert pasted.status_code == 302, pasted.text[:2000]
+    row = OAuthToken.objects.select_related("credential").get()
+    assert pasted.headers["location"].endswith(f"/credential/{row.credential_id}/change/")
+    assert row.email == "ops@example.com"
+    row.credential.base_url = oauth.server.url  # the fake Anthropic, not api.anthropic.com
+    row.credential.save()
+    key = make_client_key()
+    time.sleep(0.6)
+    assert post(a.url, key).status_code == 200  # and the account serves on the first worker
+    sent = [r for r in oauth.server.requests if r.path == "/v1/messages"][-1]
+    assert sent.headers["authorization"] == f"Bearer {row.get_access_token()}"
