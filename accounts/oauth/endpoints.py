@@ -78,8 +78,8 @@ async def refresh(provider: str, refresh_token: str, *, proxy_url: str = "") -> 
         "refresh_token": refresh_token,
         "client_id": client.client_id,
     }
-    if provider == CODEX:
-        payload["scope"] = CODEX_REFRESH_SCOPE
+    # The scope the login granted (Codex asks for less on refresh, as its CLI does).
+    payload["scope"] = CODEX_REFRESH_SCOPE if provider == CODEX else client.scope
     return await _post(provider, payload, proxy_url)
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from accounts.oauth.pkce import CLAUDE, CODEX
+from accounts.secrets import redact
 
 # A token this close to its expiry is treated as expired: the request would outlive it.
 EXPIRY_SKEW_SECONDS = 30.0
@@ -58,7 +59,8 @@ def classify_answer(
     if error:
         message += f" {error}"
     if description:
-        message += f": {description[:300]}"
+        # Token endpoints may echo what they were sent: never let a token into a message.
+        message += f": {redact(description)[:300]}"
     if status == 200:
         if isinstance(body, dict) and body.get("access_token"):
             return TokenAnswer(True, False, None, "ok")

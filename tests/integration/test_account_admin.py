@@ -125,3 +125,24 @@ def test_it_draws_a_bar_per_quota_window_on_the_account_page(admin_client, oauth
     assert page.count('class="quota-bar"') == 2
     assert "5-hour: 42 % used, resets in 2h 01m" in page
     assert "width:95%;height:100%;background:#ba2121" in page
+
+
+def test_it_saves_an_accounts_routing_fields_without_touching_its_tokens(admin_client, oauth):
+    from tests.integration.test_admin import credential_data
+
+    account = make_account(oauth, "max@example.com")
+    account.models.create(name="claude-sonnet-4-6")
+    before = OAuthToken.objects.get(credential=account)
+    response = admin_client.post(
+        reverse("admin:accounts_credential_change", args=[account.pk]),
+        credential_data(account, priority="7", label="max (team)"),
+    )
+    assert response.status_code == 302, (
+        response.context["adminform"].form.errors,
+        response.context["inline_admin_formsets"][0].formset.errors,
+    )
+    account.refresh_from_db()
+    assert (account.priority, account.label, account.auth_kind) == (7, "max (team)", "oauth")
+    after = OAuthToken.objects.get(credential=account)
+    assert after.get_access_token() == before.get_access_token()
+    assert after.token_version == before.token_version

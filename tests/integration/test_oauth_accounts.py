@@ -328,3 +328,97 @@ async def test_it_routes_quota_aware_to_the_account_with_the_most_window_left(ap
     await asyncio.to_thread(call_command, "proxy_status", stdout=out)
     assert "5-hour: 80 % used, resets in 59m" in out.getvalue()
     assert "7-day: 30 % used, resets in 2d 23h" in out.getvalue()
+
+
+async def test_it_waits_for_another_workers_refresh_and_uses_its_token(oauth):
+    credential = make_account(oauth)
+    version = token_row(credential).token_version
+    # Another worker holds the lease: it is refreshing this account right now.
+    OAuthToken.objects.filter(credential=credential).update(
+        lease_owner="other-worker", lease_until=timezone.now() + timedelta(seconds=60)
+    )
+    waiting = asyncio.ensure_future(tokens.refresh_after_unauthorized(credential.pk, version))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    sent = token_row(credential).get_refresh_token()
+    stored = store.store_refreshed(
+        credential.pk,
+        "other-worker",
+        sent,
+        AccountData(
+            provider="anthropic",
+            access_token="sk-ant-oat01-other-workers-token",
+            refresh_token="sk-ant-ort01-other-workers-token",
+            expires_at=timezone.now() + timedelta(hours=8),
+            email="max@example.com",
+        ),
+    )
+    assert stored is not None and stored.version == version + 1
+    token = await asyncio.wait_for(waiting, 5)
+    assert token is not None and token.access.reveal() == "sk-ant-oat01-other-workers-token"
+    assert oauth.token_calls == []  # this worker never called the token endpoint
+    assert token_row(credential).lease_owner == ""
+
+
+async def test_it_keeps_refreshing_an_account_that_is_cooling_for_quota(api, oauth, settings):
+    credential = make_account(oauth, expires_in=600)
+    QuotaState.objects.create(
+        credential=credential,
+        status="cooling",
+        reason="credential_quota",
+        next_retry_at=timezone.now() + timedelta(hours=2),
+    )
+    await tokens.sweep()
+    assert len(oauth.token_calls) == 1
+    assert token_row(credential).expires_at > timezone.now() + timedelta(hours=7)
+
+
+async def test_it_refreshes_codex_accounts_form_encoded_and_five_days_ahead(oauth):
+    from urllib.parse import parse_qs
+
+    refresh = oauth.add_account("dev@example.com", provider="codex", uuid="ws-9")
+    store.save_account(
+        AccountData(
+            provider="codex",
+            access_token=oauth.issue_access(refresh),
+            refresh_token=refresh,
+            expires_at=timezone.now() + timedelta(days=4),
+            email="dev@example.com",
+            account_id="ws-9",
+        )
+    )
+    await tokens.sweep()
+    call = oauth.token_calls[-1]
+    assert call.path == "/codex/oauth/token"
+    form = {k: v[0] for k, v in parse_qs(call.body.decode()).items()}
+    assert form == {
+        "grant_type": "refresh_token",
+        "refresh_token": refresh,
+        "client_id": "app_EMoamEEZ73f0CkXaXp7hrann",
+        "scope": "openid profile email",
+    }
+    row = OAuthToken.objects.get(identity="codex:ws-9")
+    assert row.get_refresh_token() == oauth.accounts[-1].live_refresh != refresh
+    assert row.get_id_token().count(".") == 2 and row.plan == "plus"
+
+
+async def test_it_marks_a_codex_account_needs_login_on_refresh_token_reused(oauth):
+    refresh = oauth.add_account("dev@example.com", provider="codex", uuid="ws-8")
+    result = store.save_account(
+        AccountData(
+            provider="codex",
+            access_token="eyJa.eyJb.c",
+            refresh_token=refresh,
+            expires_at=timezone.now() + timedelta(days=1),
+            email="dev@example.com",
+            account_id="ws-8",
+        )
+    )
+    oauth.used_refresh.add(refresh)
+    oauth.accounts[-1].live_refresh = "rt_rotated-elsewhere-0000001"
+    await tokens.sweep()
+    row = OAuthToken.objects.get(credential_id=result.credential_id)
+    assert row.state == AccountState.NEEDS_LOGIN
+    assert "refresh_token_reused" in row.state_reason
+    await tokens.sweep()
+    assert len(oauth.token_calls) == 1

@@ -163,6 +163,10 @@ def test_it_treats_a_refused_refresh_token_as_dead_and_429_or_5xx_as_transient()
     assert not down.rejected and down.retry_after == 20
     assert policy.classify_answer(0, None, None, 10).retry_after == policy.MAX_BACKOFF_SECONDS
     assert policy.classify_answer(200, {"access_token": "a"}, None, 0).ok
+    echoed = policy.classify_answer(
+        400, {"error": "invalid_grant", "error_description": "bad sk-ant-ort01-abcdefgh"}, None, 0
+    )
+    assert echoed.message == "HTTP 400 invalid_grant: bad [redacted]"
 
 
 def test_it_calls_a_token_due_within_its_lead_and_expired_within_the_skew():
