@@ -10,7 +10,7 @@ from io import StringIO
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async as sync_to_async
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
