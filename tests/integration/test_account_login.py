@@ -10,7 +10,7 @@ from io import StringIO
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from channels.db import database_sync_to_async as sync_to_async
+from channels.db import database_sync_to_async
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
@@ -30,7 +30,7 @@ def sign_in(oauth, url: str, email: str, provider: str = "claude") -> tuple[str,
 
 
 async def test_it_logs_in_a_claude_account_from_the_pasted_redirect_url(oauth):
-    started = await sync_to_async(sessions.start)(pkce.CLAUDE)
+    started = await database_sync_to_async(sessions.start)(pkce.CLAUDE)
     code, state = sign_in(oauth, started.url, "max@example.com")
     assert state == started.state
     before = time.time()
@@ -48,17 +48,17 @@ async def test_it_logs_in_a_claude_account_from_the_pasted_redirect_url(oauth):
     assert exchange["grant_type"] == "authorization_code" and exchange["code"] == code
     assert exchange["redirect_uri"] == "http://localhost:54545/callback"
     assert exchange["client_id"] == pkce.CLIENTS[pkce.CLAUDE].client_id
-    row = await sync_to_async(OAuthToken.objects.select_related("credential").get)()
+    row = await database_sync_to_async(OAuthToken.objects.select_related("credential").get)()
     assert row.email == "max@example.com"  # the profile overrides the token answer's email
     assert row.credential.label == "max@example.com"
     assert abs(row.expires_at.timestamp() - (before + oauth.expires_in)) < 5
     assert oauth.is_live(row.get_access_token())
-    login = await sync_to_async(OAuthLogin.objects.get)()
+    login = await database_sync_to_async(OAuthLogin.objects.get)()
     assert (login.status, login.credential_id) == (LoginStatus.COMPLETED, row.credential_id)
 
 
 async def test_it_accepts_claudes_code_hash_state_and_uses_a_state_once(oauth):
-    started = await sync_to_async(sessions.start)(pkce.CLAUDE)
+    started = await database_sync_to_async(sessions.start)(pkce.CLAUDE)
     code, state = sign_in(oauth, started.url, "max@example.com")
     await sessions.complete(f"{code}#{state}")
     assert oauth.token_calls[-1].json()["code"] == code
@@ -71,11 +71,13 @@ async def test_it_answers_404_for_unknown_or_expired_states_and_400_for_the_wron
     with pytest.raises(sessions.LoginError) as unknown:
         await sessions.complete("code=C&state=nobody-started-this")
     assert unknown.value.status == 404
-    started = await sync_to_async(sessions.start)(pkce.CLAUDE)
+    started = await database_sync_to_async(sessions.start)(pkce.CLAUDE)
     with pytest.raises(sessions.LoginError) as wrong:
         await sessions.complete(f"code=C&state={started.state}", provider=pkce.CODEX)
     assert wrong.value.status == 400
-    await sync_to_async(OAuthLogin.objects.update)(expires_at=timezone.now() - timedelta(seconds=1))
+    await database_sync_to_async(OAuthLogin.objects.update)(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
     with pytest.raises(sessions.LoginError) as expired:
         await sessions.complete(f"code=C&state={started.state}")
     assert expired.value.status == 404
@@ -83,29 +85,29 @@ async def test_it_answers_404_for_unknown_or_expired_states_and_400_for_the_wron
 
 
 async def test_it_stores_nothing_when_the_provider_reports_an_error(oauth):
-    started = await sync_to_async(sessions.start)(pkce.CLAUDE)
+    started = await database_sync_to_async(sessions.start)(pkce.CLAUDE)
     with pytest.raises(sessions.LoginError, match="access_denied") as refused:
         await sessions.complete(
             f"http://localhost:54545/callback?error=access_denied&state={started.state}"
         )
     assert refused.value.status == 400
-    assert not await sync_to_async(OAuthToken.objects.exists)()
-    login = await sync_to_async(OAuthLogin.objects.get)()
+    assert not await database_sync_to_async(OAuthToken.objects.exists)()
+    login = await database_sync_to_async(OAuthLogin.objects.get)()
     assert login.status == LoginStatus.FAILED and "access_denied" in login.error
 
 
 async def test_it_fails_the_login_when_the_code_does_not_match_the_verifier(oauth):
-    started = await sync_to_async(sessions.start)(pkce.CLAUDE)
-    other = await sync_to_async(sessions.start)(pkce.CLAUDE)
+    started = await database_sync_to_async(sessions.start)(pkce.CLAUDE)
+    other = await database_sync_to_async(sessions.start)(pkce.CLAUDE)
     code, _ = sign_in(oauth, other.url, "max@example.com")  # a code for the other challenge
     with pytest.raises(sessions.LoginError, match="code exchange failed"):
         await sessions.complete(f"code={code}&state={started.state}")
-    assert not await sync_to_async(OAuthToken.objects.exists)()
+    assert not await database_sync_to_async(OAuthToken.objects.exists)()
 
 
 async def test_it_logs_in_codex_workspaces_of_one_email_as_two_accounts(oauth):
     for workspace in ("ws-one", "ws-two"):
-        started = await sync_to_async(sessions.start)(pkce.CODEX)
+        started = await database_sync_to_async(sessions.start)(pkce.CODEX)
         params = {k: v[0] for k, v in parse_qs(urlsplit(started.url).query).items()}
         assert params["prompt"] == "login"
         oauth.add_account("dev@example.com", provider="codex", uuid=workspace)
@@ -121,7 +123,7 @@ async def test_it_logs_in_codex_workspaces_of_one_email_as_two_accounts(oauth):
         assert exchange.path == CODEX_TOKEN_PATH
         assert exchange.headers["content-type"] == "application/x-www-form-urlencoded"
         assert "state" not in parse_qs(exchange.body.decode())
-    rows = await sync_to_async(list)(
+    rows = await database_sync_to_async(list)(
         OAuthToken.objects.order_by("id").values_list("identity", "email", "plan")
     )
     assert rows == [
@@ -131,13 +133,13 @@ async def test_it_logs_in_codex_workspaces_of_one_email_as_two_accounts(oauth):
 
 
 async def test_it_clears_needs_login_when_the_account_logs_in_again(api, oauth):
-    credential = await sync_to_async(make_account)(oauth, "max@example.com")
-    await sync_to_async(OAuthToken.objects.update)(state=AccountState.NEEDS_LOGIN)
-    started = await sync_to_async(sessions.start)(pkce.CLAUDE)
+    credential = await database_sync_to_async(make_account)(oauth, "max@example.com")
+    await database_sync_to_async(OAuthToken.objects.update)(state=AccountState.NEEDS_LOGIN)
+    started = await database_sync_to_async(sessions.start)(pkce.CLAUDE)
     code, state = sign_in(oauth, started.url, "max@example.com")
     result = await sessions.complete(f"code={code}&state={state}")
     assert (result.action, result.credential_id) == ("updated", credential.pk)
-    row = await sync_to_async(OAuthToken.objects.get)()
+    row = await database_sync_to_async(OAuthToken.objects.get)()
     assert row.state == AccountState.ACTIVE
     response = await api.message()
     assert response.status_code == 200, response.content
