@@ -24,7 +24,7 @@ from django.conf import settings
 
 from accounts import catalog, crypto, omissions, patterns, quota, versions
 from accounts.cooldown import Failure, QuotaRecord, apply_failure
-from accounts.oauth import tokens
+from accounts.oauth import tokens, usage
 from accounts.rotation import Selector
 from accounts.secrets import Secret
 from accounts.store import RETRY_SECONDS, DatabaseFailure, StoreHealth, StoreUnavailable
@@ -398,6 +398,7 @@ class Pool:
             self.counters.flushed_at = time.monotonic()
             self.spawn(self.flush())
         tokens.maybe_sweep(self.spawn)
+        usage.maybe_poll(self.spawn)
         return self.snapshot
 
     async def refresh(self) -> None:
@@ -544,8 +545,10 @@ class Pool:
                 await self.refresh()  # back? then it writes what is owed, then the counters
             await self.flush()
             if not self.store.down:
-                # Accounts are renewed ahead of expiry even while no request comes in.
+                # Accounts are renewed ahead of expiry, and their windows polled (when that is
+                # on), even while no request comes in.
                 tokens.maybe_sweep(self.spawn)
+                usage.maybe_poll(self.spawn)
 
     async def shutdown(self) -> None:
         """At server shutdown, after open requests were ended: let their bookkeeping finish

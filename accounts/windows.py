@@ -68,6 +68,33 @@ def parse(headers: Mapping[str, str], now: float) -> tuple[Window, ...]:
     return tuple(found)
 
 
+# Claude's usage endpoint (GET /api/oauth/usage, what Claude Code's /usage shows) names the
+# windows differently and gives utilization in percent:
+#   {"five_hour": {"utilization": 42.0, "resets_at": "2026-12-02T05:00:00+00:00"},
+#    "seven_day": {"utilization": 7.0, "resets_at": "…"}, "seven_day_opus": …, "extra_usage": …}
+USAGE_KEYS = (("five_hour", "5h"), ("seven_day", "7d"))
+
+
+def parse_usage(data: Any, now: float) -> tuple[Window, ...]:
+    """The windows of a usage-endpoint answer (none when it has no recognisable window)."""
+    if not isinstance(data, dict):
+        return ()
+    found = []
+    for key, name in USAGE_KEYS:
+        item = data.get(key)
+        if not isinstance(item, dict):
+            continue
+        percent = item.get("utilization")
+        if isinstance(percent, bool) or not isinstance(percent, int | float):
+            percent = None
+        reset = item.get("resets_at")
+        reset_at = parse_timestamp(reset, now) if isinstance(reset, str | int | float) else None
+        utilization = None if percent is None else min(max(percent / 100, 0.0), 1.0)
+        status = "rejected" if utilization is not None and utilization >= 1.0 else ""
+        found.append(Window(name, utilization, reset_at, status))
+    return tuple(found)
+
+
 def headroom(windows: tuple[Window, ...], now: float) -> float:
     """What is left of the binding (most used) window: 1.0 = untouched or unknown."""
     if not windows:
@@ -140,6 +167,11 @@ class WindowBoard:
             return False
         self._persisted_at[credential_id] = now
         return True
+
+    def replace(self, credential_id: int, windows: tuple[Window, ...], now: float) -> None:
+        """What the usage endpoint said: it supersedes what this worker saw last."""
+        self.windows[credential_id] = windows
+        self._persisted_at[credential_id] = now
 
     def headroom(self, credential_id: int, now: float) -> float:
         return headroom(self.windows.get(credential_id, ()), now)

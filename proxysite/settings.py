@@ -171,6 +171,9 @@ CLAUDE_REFRESH_LEAD_SECONDS = envint("CLAUDE_REFRESH_LEAD_SECONDS", 4 * 3600)
 CODEX_REFRESH_LEAD_SECONDS = envint("CODEX_REFRESH_LEAD_SECONDS", 5 * 86400)
 # How often each worker looks for accounts due for a background refresh.
 OAUTH_SWEEP_SECONDS = envfloat("OAUTH_SWEEP_SECONDS", 60.0)
+# Poll Claude's usage endpoint for accounts' 5-hour / 7-day windows (accounts.oauth.usage);
+# 0 = off. Never more often than every 120 s.
+CLAUDE_USAGE_POLL_SECONDS = envfloat("CLAUDE_USAGE_POLL_SECONDS", 0.0)
 
 LOG_LEVEL = envstr("LOG_LEVEL", "INFO")
 LOGGING = {

@@ -118,6 +118,30 @@ async def claude_profile(access_token: str) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
+async def claude_usage(access_token: str) -> dict[str, Any] | None:
+    """The account's 5-hour / 7-day use from Claude's usage endpoint; None when it did not
+    answer (advisory: the response headers of real traffic say the same)."""
+    url = settings.CLAUDE_API_URL.rstrip("/") + "/api/oauth/usage"
+    try:
+        async with _client() as client:
+            response = await client.get(
+                url,
+                headers={
+                    "authorization": f"Bearer {access_token}",
+                    "accept": "application/json",
+                    "anthropic-beta": "oauth-2025-04-20",
+                },
+            )
+        if response.status_code != 200:
+            logger.info("Claude usage endpoint answered %s", response.status_code)
+            return None
+        body = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        logger.info("Claude usage endpoint unavailable: %s", type(exc).__name__)
+        return None
+    return body if isinstance(body, dict) else None
+
+
 def account_from_answer(
     provider: str,
     body: dict[str, Any],

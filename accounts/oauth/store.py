@@ -368,6 +368,28 @@ def due_accounts(now: float) -> list[tuple[int, int, float]]:
     return due
 
 
+def claim_usage_polls(now: float, interval: float) -> list[int]:
+    """Claude accounts whose windows nobody has seen for ``interval`` seconds, claimed for this
+    worker (a conditional update per account: with several workers, one polls each)."""
+    cutoff = _moment(now - interval)
+    candidates = OAuthToken.objects.filter(
+        credential__auth_kind=AuthKind.OAUTH,
+        credential__provider="anthropic",
+        credential__enabled=True,
+        state=AccountState.ACTIVE,
+    ).filter(Q(windows_observed_at__isnull=True) | Q(windows_observed_at__lt=cutoff))
+    claimed = []
+    for credential_id in candidates.values_list("credential_id", flat=True):
+        won = (
+            OAuthToken.objects.filter(credential_id=credential_id)
+            .filter(Q(windows_observed_at__isnull=True) | Q(windows_observed_at__lt=cutoff))
+            .update(windows_observed_at=_moment(now))
+        )
+        if won:
+            claimed.append(credential_id)
+    return claimed
+
+
 def save_windows(credential_id: int, stored: list[dict], observed_at: float) -> None:
     """The latest quota windows, for display: no counter bump (nobody routes on the row)."""
     OAuthToken.objects.filter(credential_id=credential_id).update(

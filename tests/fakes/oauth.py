@@ -17,6 +17,7 @@ import itertools
 import json
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -25,6 +26,7 @@ from tests.fakes.upstream import FakeUpstream, Recorded, Respond, echo_anthropic
 TOKEN_PATH = "/oauth/token"
 CODEX_TOKEN_PATH = "/codex/oauth/token"
 PROFILE_PATH = "/api/oauth/profile"
+USAGE_PATH = "/api/oauth/usage"
 OAUTH_BETA = "oauth-2025-04-20"
 _serial = itertools.count(1)
 
@@ -69,6 +71,15 @@ class FakeOAuth:
         self.access_expiry: dict[str, float] = {}
         # Per account email: extra response headers (anthropic-ratelimit-unified-*).
         self.response_headers: dict[str, dict[str, str]] = {}
+        # What the usage endpoint answers (the real one's shape: percent, ISO reset times).
+        soon = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
+        later = datetime.now(UTC).replace(microsecond=288804) + timedelta(days=3)
+        self.usage: dict[str, Any] = {
+            "five_hour": {"utilization": 42.0, "resets_at": soon.isoformat()},
+            "seven_day": {"utilization": 7.5, "resets_at": later.isoformat()},
+            "seven_day_opus": {"utilization": 0.0, "resets_at": None},
+            "extra_usage": {"is_enabled": False, "monthly_limit": None, "used_credits": None},
+        }
         server.default = self.handle
 
     @property
@@ -137,6 +148,8 @@ class FakeOAuth:
             return response
         if request.path == PROFILE_PATH:
             return self._profile(request)
+        if request.path == USAGE_PATH:
+            return self._usage(request)
         if request.path.startswith("/v1/messages"):
             return self._messages(request)
         return Respond.json({"error": "not_found"}, 404)
@@ -203,6 +216,15 @@ class FakeOAuth:
                 "organization": {"uuid": f"org-{account.uuid}", "name": "Org"},
             }
         )
+
+    def _usage(self, request: Recorded) -> Respond:
+        """Claude's usage endpoint, as strict as the real one: a live Bearer token and the OAuth
+        beta, or 401; windows in percent with ISO reset times."""
+        token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        betas = request.headers.get("anthropic-beta", "")
+        if OAUTH_BETA not in betas.split(",") or not self.is_live(token):
+            return Respond.error(401, "authentication_error", "OAuth authentication required")
+        return Respond.json(self.usage)
 
     def _messages(self, request: Recorded) -> Respond:
         betas = request.headers.get("anthropic-beta", "")
