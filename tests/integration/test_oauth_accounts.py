@@ -307,6 +307,7 @@ async def test_it_routes_quota_aware_to_the_account_with_the_most_window_left(ap
     from io import StringIO
 
     from django.core.management import call_command
+    from django.db import connections
 
     set_proxy_settings(routing_strategy="quota-aware")
     busy = make_account(oauth, "busy@example.com")
@@ -325,7 +326,14 @@ async def test_it_routes_quota_aware_to_the_account_with_the_most_window_left(ap
     row = token_row(busy)
     assert [w["utilization"] for w in row.quota_windows] == [0.8, 0.3]
     out = StringIO()
-    await asyncio.to_thread(call_command, "proxy_status", stdout=out)
+
+    def proxy_status() -> None:
+        try:
+            call_command("proxy_status", stdout=out)
+        finally:
+            connections.close_all()  # this thread's own connection (PostgreSQL keeps it open)
+
+    await asyncio.to_thread(proxy_status)
     assert "5-hour: 80 % used, resets in 59m" in out.getvalue()
     assert "7-day: 30 % used, resets in 2d 23h" in out.getvalue()
 
