@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8317
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
-.PHONY: serve test test-sqlite test-postgres install install-dev migrate lint format bench clean
+.PHONY: serve test test-sqlite test-postgres install install-dev migrate lint format bench compat clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,11 @@ format: install-dev
 
 bench: install-dev
 	$(BIN)/python bench/run.py
+
+# Real Claude Code (pinned, installed into ~/.cache/claude-proxy) and the SDK against the proxy
+# and strict fake upstreams; writes docs/compatibility.md. One cell: make compat CELL=gemini-3/hello
+compat: install-dev
+	$(BIN)/python -m tests.compat $(if $(CELL),--cell '$(CELL)') $(if $(JOBS),--jobs $(JOBS))
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache
