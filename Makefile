@@ -65,7 +65,7 @@ bench: install-dev
 # Real Claude Code (pinned, installed into ~/.cache/claude-proxy) and the SDK against the proxy
 # and strict fake upstreams; writes docs/compatibility.md. One cell: make compat CELL=gemini-3/hello
 compat: install-dev
-	$(BIN)/python -m tests.compat $(if $(CELL),--cell '$(CELL)') $(if $(JOBS),--jobs $(JOBS))
+	$(BIN)/python -m tests.compat $(if $(CELL),--cell '$(CELL)') $(if $(JOBS),--jobs $(JOBS)) $(if $(HOLD),--hold)
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache

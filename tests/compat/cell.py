@@ -6,6 +6,7 @@ Claude Code's output and the daphne log stay in ``compat-artifacts/<column>/<row
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import traceback
 from collections.abc import Callable
@@ -42,6 +43,7 @@ class Cell:
         self, column: Column, row: Row, out_dir: Path, template: Path, *, keep: bool = False
     ) -> None:
         self.keep = keep
+        self.hold = False  # after the check, keep everything running for a person to poke at
         self.column = column
         self.row = row
         self.out_dir = out_dir
@@ -119,6 +121,8 @@ class Cell:
             except Exception as exc:  # a harness or client crash is a failed cell, with why
                 outcome = Outcome(False, f"{type(exc).__name__}: {exc}")
                 (self.out_dir / "traceback.txt").write_text(traceback.format_exc())
+            if self.hold:
+                self._hold(outcome)
         finally:
             if self.relay:
                 self.relay.stop()
@@ -130,6 +134,25 @@ class Cell:
         else:
             self._keep_artifacts(outcome)
         return outcome
+
+    def _hold(self, outcome: Outcome) -> None:
+        assert self.relay is not None
+        print(f"\n{'✓' if outcome.ok else '✗'} {outcome.reason}\n")
+        print(f"proxy (through the recording relay): {self.relay.url}   client key: {self.key}")
+        print("the commands this cell ran, to run again by hand:")
+        for result in self.runs:
+            print(
+                "  "
+                + " ".join(
+                    shlex.quote(a)
+                    for a in ["env", "-i", *result.env_line, str(claude.binary()), *result.args]
+                )
+            )
+        print("\nEverything stays up until Enter (or Ctrl-C).")
+        try:
+            input()
+        except (EOFError, KeyboardInterrupt):
+            pass
 
     def _keep_artifacts(self, outcome: Outcome) -> None:
         if self.relay:

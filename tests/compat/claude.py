@@ -56,6 +56,11 @@ class ClaudeRun:
     stderr: str
     seconds: float
     events: list[dict[str, Any]] = field(default_factory=list)  # stream-json lines
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def env_line(self) -> list[str]:
+        return [f"{k}={v}" for k, v in self.env.items()]
 
     @property
     def result(self) -> dict[str, Any]:
@@ -152,4 +157,4 @@ def run(
                 events.append(json.loads(line))
             except ValueError:
                 pass
-    return ClaudeRun(command[1:], code, stdout, stderr, time.monotonic() - start, events)
+    return ClaudeRun(command[1:], code, stdout, stderr, time.monotonic() - start, events, env)

@@ -105,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     cells = selected([p for arg in args.cell for p in arg.split(",") if p])
+    if args.hold and len(cells) != 1:
+        raise SystemExit("--hold takes exactly one cell (--cell COLUMN/ROW)")
     claude.ensure_installed()
     import anthropic  # noqa: F401  (seconds to import: once, before the cells start)
 
@@ -117,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             column, row = cell
             began = time.monotonic()
             runner = Cell(column, row, ARTIFACTS / column.id / row.id, template, keep=args.keep)
+            runner.hold = args.hold
             outcome = runner.run()
             results[(column.id, row.id)] = outcome
             mark = "✓" if outcome.ok else "✗"
