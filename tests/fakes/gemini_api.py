@@ -109,6 +109,11 @@ OPENAPI_KEYS = frozenset(
     "default items minimum maximum".split()
 )
 SKIP_SIGNATURE = "skip_thought_signature_validator"
+# Gemini 2.5 and thinkingLevel: users of 2.5 Pro/Flash report 400 "Thinking level is not
+# supported for this model." (microsoft/vscode#334581, 2026-09; RooCodeInc/Roo-Code#10700),
+# while Google's thinking page lists low/medium/high for 2.5 too. The fake follows what the
+# service was seen to answer; set this to True to follow the documentation instead.
+LEVELS_ON_GEMINI_2_5 = False
 _PATH = re.compile(r"^/v1beta/models/([^/:]+):(generateContent|streamGenerateContent|countTokens)$")
 
 
@@ -283,7 +288,7 @@ class GeminiFake(StrictFake):
                     f"Unable to submit request because thinking_level {level} is not supported by this model."
                 )
         else:
-            if level is not None:
+            if level is not None and not LEVELS_ON_GEMINI_2_5:
                 raise invalid("Thinking level is not supported for this model.")
             if budget == 0:
                 raise invalid("Budget 0 is invalid. This model only works in thinking mode.")
