@@ -88,7 +88,7 @@ class ClaudeRun:
         if self.returncode is None:
             return f"timed out after {self.seconds:.0f} s"
         if self.result.get("is_error"):
-            return f"error result: {self.text[:200]!r}"
+            return f"Claude Code: {self.text[:200]!r}"
         if self.returncode != 0:
             return f"exit {self.returncode}: {(self.stderr or self.stdout)[-200:]!r}"
         return f"result {self.text[:200]!r}"

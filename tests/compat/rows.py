@@ -244,10 +244,7 @@ def check_failover(cell: Cell) -> Outcome:
     assert cell.fake is not None
     expected = brain.TOOL_OUTPUT + COMMAND_OUTPUT
     if not cell.fake.rate_limited:
-        return Outcome(
-            False,
-            f"the 429 never happened (credentials used: {cell.fake.summary()['credentials_used']})",
-        )
+        return Outcome(False, "the 429 never happened: " + why(cell, run, expected))
     if not ok_answer(run, expected, exact=False):
         return Outcome(False, why(cell, run, expected))
     if cell.fake.summary()["credentials_used"] != [0, 1]:

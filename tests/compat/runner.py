@@ -40,7 +40,7 @@ def selected(patterns: list[str]) -> list[tuple[Column, Row]]:
     return chosen
 
 
-def short(reason: str, limit: int = 150) -> str:
+def short(reason: str, limit: int = 90) -> str:
     reason = reason.replace("|", "\\|").replace("\n", " ")
     return reason if len(reason) <= limit else reason[: limit - 1] + "…"
 
