@@ -68,7 +68,7 @@ def why(cell: Cell, run: ClaudeRun | None = None, expected: str = "") -> str:
 
     if run is not None:
         if run.returncode == 0 and not run.result.get("is_error") and expected:
-            add(f"answer {run.text[:80]!r}, expected {expected[:60]!r}")
+            add(f"Claude Code answered {run.text[:80]!r}, expected {expected[:60]!r}")
         else:
             add(run.describe()[:200])
     assert cell.fake is not None and cell.relay is not None
@@ -97,7 +97,7 @@ def ok_answer(run: ClaudeRun, expected: str, *, exact: bool = True) -> bool:
 def check_hello(cell: Cell) -> Outcome:
     run = cell.claude("-p", "say hello", "--output-format", "json", env=NO_THINKING)
     if not ok_answer(run, brain.HELLO):
-        return Outcome(False, "Claude Code: " + why(cell, run, brain.HELLO))
+        return Outcome(False, why(cell, run, brain.HELLO))
     client = cell.sdk(max_retries=0)
     try:
         message = client.messages.create(
@@ -258,7 +258,7 @@ def check_failover(cell: Cell) -> Outcome:
 def check_slow(cell: Cell) -> Outcome:
     run = cell.claude("-p", "say hello", "--output-format", "json", env=NO_THINKING)
     if not ok_answer(run, brain.HELLO):
-        return Outcome(False, "Claude Code: " + why(cell, run, brain.HELLO))
+        return Outcome(False, why(cell, run, brain.HELLO))
     assert cell.relay is not None
     if b": keep-alive" not in cell.relay.proxy_to_client():
         return Outcome(False, "no stream keep-alive reached the client during the pause")
