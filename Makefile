@@ -1,5 +1,6 @@
 # Two commands do all set-up on a fresh machine (Python 3.11 and make):
 #   make serve   create .venv, install, migrate the embedded SQLite database, run daphne
+#                (WORKERS=N: N daphne processes on one port, proxysite/workers.py)
 #   make test    the same set-up, then the whole suite (SQLite, and PostgreSQL when reachable)
 
 PYTHON ?= python3
@@ -7,6 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8317
+WORKERS ?= 1
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
 .PHONY: serve test test-sqlite test-postgres install install-dev migrate lint format bench compat clean
@@ -31,7 +33,11 @@ migrate: install
 
 serve: migrate
 	$(BIN)/python manage.py bootstrap --host $(HOST) --port $(PORT)
-	exec $(BIN)/daphne -b $(HOST) -p $(PORT) proxysite.asgi:application
+	@if [ "$(WORKERS)" -gt 1 ]; then \
+		exec $(BIN)/python -m proxysite.workers --workers $(WORKERS) --host $(HOST) --port $(PORT); \
+	else \
+		exec $(BIN)/daphne -b $(HOST) -p $(PORT) proxysite.asgi:application; \
+	fi
 
 test: install-dev
 	$(BIN)/python manage.py check --fail-level ERROR

@@ -32,7 +32,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
-from accounts import keys, quota, signals, versions
+from accounts import keys, omissions, quota, signals, versions
 from accounts.forms import ClientKeyForm, CredentialForm
 from accounts.models import (
     ClientKey,
@@ -191,10 +191,11 @@ class CredentialAdmin(NoSecretLookupsMixin, admin.ModelAdmin):
         "quota_table",
         "recent_activity",
         "recent_traces",
+        "learned_omissions_summary",
         "created_at",
         "updated_at",
     )
-    actions = ["clear_cooldown", "disable", "enable"]
+    actions = ["clear_cooldown", "forget_learned_omissions", "disable", "enable"]
     fieldsets = (
         (
             "Identity",
@@ -231,6 +232,8 @@ class CredentialAdmin(NoSecretLookupsMixin, admin.ModelAdmin):
             {
                 "fields": (
                     "quota_table",
+                    "learned_omissions_summary",
+                    "reset_learned_omissions",
                     "recent_activity",
                     "recent_traces",
                     "created_at",
@@ -240,7 +243,16 @@ class CredentialAdmin(NoSecretLookupsMixin, admin.ModelAdmin):
         ),
     )
     # What only makes sense for a stored credential.
-    _change_only = frozenset({"current_secret", "quota_table", "recent_activity", "recent_traces"})
+    _change_only = frozenset(
+        {
+            "current_secret",
+            "quota_table",
+            "recent_activity",
+            "recent_traces",
+            "learned_omissions_summary",
+            "reset_learned_omissions",
+        }
+    )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Credential]:
         # The status and models columns read these for every row: prefetch, never N+1.
@@ -336,6 +348,14 @@ class CredentialAdmin(NoSecretLookupsMixin, admin.ModelAdmin):
             body,
         )
 
+    @admin.display(description="fields learned to omit")
+    def learned_omissions_summary(self, obj: Credential) -> SafeString | str:
+        lines = omissions.describe(obj.learned_omissions)
+        if not lines:
+            return "none: every field the proxy adds is sent"
+        # The excerpts were redacted when they were stored (claude_api.redaction).
+        return format_html_join(mark_safe("<br>"), "omits: {}", ((line,) for line in lines))
+
     @admin.display(description=f"last {RECENT_HOURS} h")
     def recent_activity(self, obj: Credential) -> str:
         ok, failed = quota.recent_counts([obj.pk], hours=RECENT_HOURS).get(obj.pk, (0, 0))
@@ -382,6 +402,19 @@ class CredentialAdmin(NoSecretLookupsMixin, admin.ModelAdmin):
             request,
             f"Cleared {_plural(len(cleared), 'quota state')} on {_plural(len(ids), 'credential')}.",
         )
+
+    @admin.action(
+        description="Forget learned omissions (send every field again)", permissions=["change"]
+    )
+    def forget_learned_omissions(
+        self, request: HttpRequest, queryset: QuerySet[Credential]
+    ) -> None:
+        # A fresh list of pks: the changelist's queryset may carry distinct() from a search.
+        ids = list(queryset.values_list("pk", flat=True))
+        cleared = omissions.forget(ids)  # through save(): bumps the config version
+        for credential in Credential.objects.filter(pk__in=ids):
+            self.log_change(request, credential, "Forgot learned omissions.")
+        self.message_user(request, f"Forgot learned omissions on {_plural(cleared, 'credential')}.")
 
     @admin.action(description="Disable", permissions=["change"])
     def disable(self, request: HttpRequest, queryset: QuerySet[Credential]) -> None:

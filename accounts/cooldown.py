@@ -11,13 +11,21 @@ previous ``QuotaRecord`` and a failure into the next one. Times are epoch second
 | 429                                             | until the upstream's reset; else 1 s·2^n ≤ 30 min|
 | 429 from Anthropic's unified 5h/7d window       | whole credential, until the window resets        |
 | 408 / 5xx / 529 / connection / empty stream     | that model, transient_error_cooldown_seconds     |
+
+A transient cooldown is a guess (nothing from the upstream said when it recovers), so it never
+leaves a model with nothing to try: when no candidate is free, ``half_open_candidate`` names the
+transiently cooling one that failed longest ago, and the request is sent there anyway (a
+half-open probe, as a circuit breaker does). Its success clears the cooldown, its failure
+extends it. Cooldowns the upstream timed (429 resets, unified windows) and needs-attention
+states are never probed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import TypeVar
 
 from accounts import ratelimit
 
@@ -61,6 +69,9 @@ class FailureKind(StrEnum):
     RATE_LIMITED = "rate_limited"
     TRANSIENT = "transient"
 
+
+T = TypeVar("T")
+TRANSIENT_REASON = "transient"
 
 ATTENTION_REASONS = {401: "unauthorized", 402: "payment_required", 403: "forbidden"}
 
@@ -165,7 +176,7 @@ def classify(
             retry_source=hint.source if hint else "",
             credential_wide=wide,
         )
-    return Failure(FailureKind.TRANSIENT, status, message, "transient")
+    return Failure(FailureKind.TRANSIENT, status, message, TRANSIENT_REASON)
 
 
 def backoff_seconds(level: int) -> float:
@@ -259,3 +270,17 @@ def apply_failure(
 
 def starts_retry_round(status: int) -> bool:
     return status in RETRY_ROUND_STATUSES
+
+
+def half_open_candidate(blocked: Iterable[tuple[T, QuotaRecord]]) -> T | None:
+    """Of candidates that are all cooling (each with the record that blocks it), the one to
+    probe anyway: cooling for a transient reason, and the one that failed longest ago (the
+    earliest end of a transient window). None when every block was timed by the upstream or
+    needs attention."""
+    best: tuple[T, QuotaRecord] | None = None
+    for candidate, record in blocked:
+        if record.reason != TRANSIENT_REASON or record.next_retry_at is None:
+            continue
+        if best is None or record.next_retry_at < (best[1].next_retry_at or 0):
+            best = (candidate, record)
+    return best[0] if best is not None else None

@@ -29,6 +29,13 @@ class CredentialForm(forms.ModelForm):
         help_text=SECRET_HELP_CHANGE,
     )
 
+    reset_learned_omissions = forms.BooleanField(
+        label="Forget learned omissions",
+        required=False,
+        help_text="Send every field again: for a server that was upgraded or replaced. A field "
+        "it still refuses is learned again on the next request (one retried call).",
+    )
+
     class Meta:
         model = Credential
         fields = "__all__"
@@ -59,6 +66,8 @@ class CredentialForm(forms.ModelForm):
         secret = self.cleaned_data.get("secret")
         if secret:
             credential.set_secret(secret)
+        if self.cleaned_data.get("reset_learned_omissions"):
+            credential.learned_omissions = {}
         if commit:
             credential.save()
             self.save_m2m()

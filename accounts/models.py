@@ -89,10 +89,22 @@ class Credential(models.Model):
     )
     openai_reasoning_field = models.CharField(
         max_length=30,
-        default="reasoning_content",
+        default="",
         blank=True,
         verbose_name="OpenAI: reasoning field echoed in history",
-        help_text="reasoning_content (DeepSeek, vLLM), reasoning (OpenRouter), or empty.",
+        help_text="Empty (the default): earlier reasoning is not sent back. reasoning_content "
+        "for servers that want it back (DeepSeek's thinking mode with tools), reasoning for "
+        "OpenRouter. Strict servers reject either with a 400.",
+    )
+    # Fields this credential's upstream was seen refusing, by their wire names:
+    # {field: {"at": ISO time, "error": redacted excerpt}}. Provider-neutral (the OpenAI-compatible
+    # provider is the first to learn; any provider may), written by the workers through
+    # accounts.omissions, read into the pool snapshot, cleared by an operator in the admin.
+    learned_omissions = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        verbose_name="fields learned to omit",
     )
     source_key = models.CharField(
         max_length=64,
@@ -229,8 +241,9 @@ class ProxySettings(models.Model):
     max_retry_interval = models.FloatField(
         default=30,
         validators=[MinValueValidator(0)],
-        help_text="Seconds a request may wait for a cooldown to end before the next round. "
-        "0 = never wait.",
+        help_text="Seconds one request may spend waiting for cooldowns to end, over all its "
+        "retry rounds together; when no credential frees up within what is left, the client gets "
+        "the upstream's error as it was (429 with Retry-After). 0 = never wait.",
     )
     routing_strategy = models.CharField(
         max_length=30, choices=RoutingStrategy.choices, default=RoutingStrategy.ROUND_ROBIN

@@ -10,6 +10,7 @@ worker's 429) is seen by every worker within about a second.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections import Counter
@@ -20,7 +21,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from accounts import catalog, crypto, patterns, quota, versions
+from accounts import catalog, crypto, omissions, patterns, quota, versions
 from accounts.cooldown import Failure, QuotaRecord
 from accounts.rotation import Selector
 
@@ -77,6 +78,10 @@ class CredentialView:
     disable_cooling: bool | None
     request_retry: int | None
     options: dict[str, Any] = field(default_factory=dict)
+    # Fields this credential's server refuses (accounts.omissions). The one mutable part of a
+    # view: the worker that learns a field adds it here at once, and the database row it also
+    # writes brings every other worker's next snapshot (and this one's) up to date.
+    omitted: set[str] = field(default_factory=set)
 
     def resolve(self, requested: str, force_prefix: bool) -> str | None:
         """The upstream model name for a client's model name, or None if not served here."""
@@ -299,6 +304,7 @@ def _credential_view(credential, secret: str, config: ProxyConfig) -> Credential
             "reasoning_field": credential.openai_reasoning_field,
             "send_reasoning_effort": credential.openai_send_reasoning_effort,
         },
+        omitted=set(omissions.fields(credential.learned_omissions)),
     )
 
 
@@ -360,6 +366,7 @@ class Pool:
         self.counters = Counters()
         self._checked_at = 0.0
         self._background: set[asyncio.Task] = set()
+        self._flush_timer: asyncio.Task | None = None
 
     def reset(self) -> None:
         """Forget everything (tests, and after a fork)."""
@@ -372,7 +379,12 @@ class Pool:
         ):
             await self.refresh()
         assert self.snapshot is not None
-        if time.monotonic() - self.counters.flushed_at >= settings.STATS_FLUSH_SECONDS:
+        if (
+            self._flush_timer is None
+            and time.monotonic() - self.counters.flushed_at >= settings.STATS_FLUSH_SECONDS
+        ):
+            # Without the timer (in-process callers: tests, management commands), traffic
+            # drives the flush.
             # Mark first: the requests arriving before the flush task runs must not spawn more.
             self.counters.flushed_at = time.monotonic()
             self.spawn(self.flush())
@@ -423,6 +435,20 @@ class Pool:
                 route.credential_id, route.upstream_model
             )
 
+    async def learn_omission(self, route: Route, field_name: str, excerpt: str) -> None:
+        """Remember that ``route``'s server refuses ``field_name`` (``excerpt``: its redacted
+        error): at once in this worker, and in the database for the others and for restarts."""
+        route.credential.omitted.add(field_name)
+        try:
+            await database_sync_to_async(omissions.remember)(
+                route.credential_id, field_name, excerpt, time.time()
+            )
+        except Exception:
+            # This worker still omits the field; another one will relearn it with one more retry.
+            logger.exception(
+                "could not record that %s refuses %s", route.credential.label, field_name
+            )
+
     def key_used(self, key_id: int) -> None:
         self.counters.keys_used[key_id] = time.time()
 
@@ -437,6 +463,32 @@ class Pool:
                 await database_sync_to_async(quota.prune_traces)(time.time())
         except Exception:
             logger.exception("could not flush request counters")
+
+    def start_flush_timer(self) -> None:
+        """Flush the counters every ``STATS_FLUSH_SECONDS`` whether or not requests arrive, so
+        the admin's figures are right within seconds of the last request (the server calls
+        this once its event loop runs)."""
+        if self._flush_timer is None or self._flush_timer.done():
+            # In a context of its own: started from a request, it would carry that request's
+            # context (asgiref's thread-executor bookkeeping included) for the process's life.
+            self._flush_timer = asyncio.get_event_loop().create_task(
+                self._flush_periodically(), context=contextvars.Context()
+            )
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(settings.STATS_FLUSH_SECONDS)
+            await self.flush()
+
+    async def shutdown(self) -> None:
+        """At server shutdown, after open requests were ended: let their bookkeeping finish
+        (routing traces, cooldown writes) and write every counter still in memory."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        await self.settle()
+        await self.flush()
+        await self.settle()
 
     def spawn(self, coroutine: Coroutine) -> None:
         """Run bookkeeping off the request path; keep a reference so it is not collected."""

@@ -68,6 +68,15 @@ async def read() -> tuple[int, int] | None:
     return int(values[0] or 0), int(values[1] or 0)
 
 
+def redis_configured() -> bool:
+    return bool(settings.REDIS_URL)
+
+
+async def ping() -> None:
+    """Raises when Redis does not answer (readiness checks)."""
+    await _async_redis().ping()
+
+
 @cache
 def _sync_redis():
     import redis

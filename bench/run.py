@@ -279,7 +279,8 @@ def per_call_ms(function, repeat: int) -> list[float]:
 
 
 def translation_numbers(repeat: int) -> dict[str, float]:
-    from claude_api.translate import gemini, openai
+    from claude_api.translate import gemini
+    from claude_api.translate import openai_chat as openai
 
     fixture = json.loads(
         (ROOT / "tests/fixtures/claude-code/haiku-thinking-enabled-01.json").read_text()

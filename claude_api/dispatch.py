@@ -2,18 +2,21 @@
 
 Before the first byte reaches the client, an eligible failure moves the request to the next
 candidate. Round 0 tries every eligible credential once (at most ``max_retry_credentials``).
-After a failed round whose last error is 403/408/429/5xx, another round starts if a credential
-allowed that many rounds (``request_retry``, per credential or global) is free now or frees up
-within ``max_retry_interval``. Request faults (the client's request is wrong) return at once.
-When nothing was attempted because everything is cooling down, the client gets 429 with
-Retry-After; when attempts failed, the client gets the last upstream error as it was.
+When no candidate is free and one of them is cooling only for a transient reason, the round
+sends the request to the one that failed longest ago anyway (a half-open probe; see
+accounts.cooldown). After a failed round whose last error is 403/408/429/5xx, another round
+starts if a credential allowed that many rounds (``request_retry``, per credential or global) is
+free now or frees up within what is left of ``max_retry_interval``: that setting bounds the
+request's whole wait, every round and every stream bootstrap pass together. Request faults (the
+client's request is wrong) return at once. When nothing was attempted because everything is
+cooling down, the client gets 429 with Retry-After; when attempts failed, the client gets the
+last upstream error as it was.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,6 +30,7 @@ from accounts.pool import Route, Snapshot, pool
 from claude_api.errors import AllCoolingDown, NoCredentialAvailable, ProxyError, UpstreamError
 from claude_api.providers import provider_for
 from claude_api.providers.base import EventStream, Reply, UpstreamCall
+from claude_api.redaction import redact
 from claude_api.request import COUNT_TOKENS, ClientRequest, session_id
 from claude_api.sse import SSEEvent
 
@@ -57,6 +61,8 @@ class Dispatch:
         )
         self.steps: list[dict] = []
         self.attempts = 0
+        # Seconds spent waiting for cooldowns to end, across rounds and bootstrap passes.
+        self.waited = 0.0
         self.started = time.monotonic()
         self._noted_skips: set[int] = set()
         self._saved = False
@@ -114,8 +120,14 @@ class Dispatch:
         last_error: UpstreamError | None = None
         for round_number in range(rounds + 1):
             tried: set[int] = set()
+            probed = False
             while not (config.max_retry_credentials and len(tried) >= config.max_retry_credentials):
                 route = self._pick(round_number, tried, cursor)
+                if route is None and not probed:
+                    # One probe a round: a model whose every credential fails gets the upstream's
+                    # own error after one attempt, not one attempt per cooling credential.
+                    route = self._probe(round_number, tried)
+                    probed = route is not None
                 if route is None:
                     break
                 tried.add(route.credential_id)
@@ -140,6 +152,7 @@ class Dispatch:
                 break
             if wait > 0:
                 self.steps.append({"outcome": "waited", "seconds": round(wait, 3)})
+                self.waited += wait
                 await asyncio.sleep(wait)
         assert last_error is not None
         raise last_error
@@ -166,6 +179,35 @@ class Dispatch:
             now=now,
         )
 
+    def _probe(self, round_number: int, tried: set[int]) -> Route | None:
+        """The transiently cooling route to try when nothing is free (None if there is none)."""
+        now = time.time()
+        blocked = []
+        for route in self.routes:
+            if route.credential_id in tried:
+                continue
+            if self.config.retry_rounds_for(route.credential) < round_number:
+                continue
+            record = pool.board.blocking(route.credential_id, route.upstream_model, now)
+            if record is not None:
+                blocked.append((route, record))
+        route = cooldown.half_open_candidate(blocked)
+        if route is not None:
+            record = next(record for candidate, record in blocked if candidate is route)
+            self.steps.append(
+                {
+                    "credential": route.credential.label,
+                    "credential_id": route.credential_id,
+                    "model": route.upstream_model,
+                    "outcome": "probe",
+                    "reason": (
+                        f"half-open probe: every candidate is cooling; this one only for a "
+                        f"transient error until {_iso(record.next_retry_at)}"
+                    ),
+                }
+            )
+        return route
+
     async def _attempt(
         self,
         route: Route,
@@ -178,8 +220,10 @@ class Dispatch:
         try:
             result = await operation(call)
         except UpstreamError as exc:
+            self._note(route, call.notes, round_number)
             await self.failed(route, exc, round_number=round_number, started=started)
             raise
+        self._note(route, call.notes, round_number)
         self.steps.append(
             self._step(route, "ok", round_number=round_number, started=started, status=200)
         )
@@ -271,7 +315,8 @@ class Dispatch:
         )
 
     def _wait_before_round(self, round_number: int) -> float | None:
-        """Seconds to wait before the next round, or None if the round should not happen."""
+        """Seconds to wait before the next round, or None if the round should not happen: when
+        no credential frees up within what is left of the request's wait budget."""
         now = time.time()
         soonest: float | None = None
         for route in self.routes:
@@ -290,8 +335,8 @@ class Dispatch:
         if soonest is None:
             return None
         wait = soonest - now
-        limit = self.config.max_retry_interval
-        if limit <= 0 or wait > limit:
+        budget = self.config.max_retry_interval - self.waited
+        if budget <= 0 or wait > budget:
             return None
         # Land just after the window closes rather than just before it.
         return wait + 0.05
@@ -319,6 +364,19 @@ class Dispatch:
         if started is not None:
             step["ms"] = round((time.monotonic() - started) * 1000, 1)
         return step
+
+    def _note(self, route: Route, notes: list[dict], round_number: int) -> None:
+        """Steps a provider took inside one attempt (a retry without a refused field)."""
+        for note in notes:
+            step = self._step(
+                route,
+                note["outcome"],
+                round_number=round_number,
+                started=None,
+                status=note.get("status"),
+            )
+            step["reason"] = redact(str(note.get("reason", "")), route.credential.secret.reveal())
+            self.steps.append(step)
 
     def _note_skip(self, route: Route, record) -> None:
         if route.credential_id in self._noted_skips:
@@ -355,18 +413,6 @@ class Dispatch:
             "steps": self.steps,
         }
         pool.spawn(database_sync_to_async(quota.save_trace)(trace))
-
-
-# Keys that upstreams echo back in error messages ("Incorrect API key provided: sk-…").
-_KEY_LIKE = re.compile(r"\b(?:sk-[A-Za-z0-9_\-*.]{6,}|AIza[0-9A-Za-z_\-]{10,})")
-
-
-def redact(message: str, secret: str) -> str:
-    """An upstream error message with the credential's secret, or anything key-like, removed:
-    the message goes to the client and into the routing trace."""
-    if secret and secret in message:
-        message = message.replace(secret, "[redacted]")
-    return _KEY_LIKE.sub("[redacted]", message)
 
 
 def _iso(epoch: float | None) -> str:

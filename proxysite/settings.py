@@ -50,6 +50,12 @@ REDIS_URL = envstr("REDIS_URL")
 POOL_REFRESH_SECONDS = envfloat("POOL_REFRESH_SECONDS", 0.5)
 # How often aggregated success counters and "last used" times are written to the database.
 STATS_FLUSH_SECONDS = envfloat("STATS_FLUSH_SECONDS", 5.0)
+# On SIGTERM a worker stops accepting and lets open requests (long generations included) finish
+# for this long before it ends them.
+SHUTDOWN_GRACE_SECONDS = envfloat("SHUTDOWN_GRACE_SECONDS", 60.0)
+# Freeze the objects that exist when a worker starts serving out of the garbage collector's
+# reach (proxysite.lifecycle); off only to measure what it saves (make bench).
+GC_FREEZE = envbool("GC_FREEZE", True)
 
 INSTALLED_APPS = [
     "daphne",

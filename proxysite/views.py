@@ -1,9 +1,23 @@
-"""The few endpoints outside the Claude API: the root (Claude Code sends HEAD / at start-up)
-and a health check for load balancers (no auth)."""
+"""The few endpoints outside the Claude API (no auth): the root (Claude Code sends HEAD / at
+start-up), a liveness check and a readiness check for load balancers.
+
+``/healthz`` answers while the process runs. ``/readyz`` answers 503 while this worker should
+get no new traffic: its database (or its Redis, when configured) does not answer within
+``READY_CHECK_SECONDS``, or it is draining for a stop.
+"""
 
 from __future__ import annotations
 
+import asyncio
+
+from channels.db import database_sync_to_async
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from accounts import versions
+from proxysite.lifecycle import serving
+
+READY_CHECK_SECONDS = 2.0
 
 
 async def root(request: HttpRequest) -> HttpResponse:
@@ -18,3 +32,35 @@ async def healthz(request: HttpRequest) -> HttpResponse:
     if request.method == "HEAD":
         return HttpResponse(status=200, content_type="application/json")
     return JsonResponse({"status": "ok"})
+
+
+def _database_answers() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+async def _problem(check, name: str) -> str | None:
+    try:
+        await asyncio.wait_for(check, READY_CHECK_SECONDS)
+    except TimeoutError:
+        return f"{name} did not answer within {READY_CHECK_SECONDS:g} s"
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; the type says why
+        return f"{name} unreachable ({type(exc).__name__})"
+    return None
+
+
+async def readyz(request: HttpRequest) -> HttpResponse:
+    checks = {"database": _problem(database_sync_to_async(_database_answers)(), "database")}
+    if versions.redis_configured():
+        checks["redis"] = _problem(versions.ping(), "redis")
+    results = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
+    problems = {name: problem for name, problem in results.items() if problem}
+    if serving.draining:
+        problems["worker"] = "draining for a stop"
+    status = 503 if problems else 200
+    body = {"status": "unavailable" if problems else "ready", **{k: "ok" for k in results}}
+    body.update(problems)
+    if request.method == "HEAD":
+        return HttpResponse(status=status, content_type="application/json")
+    return JsonResponse(body, status=status)

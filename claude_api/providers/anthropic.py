@@ -28,7 +28,7 @@ from claude_api.providers.base import (
 )
 from claude_api.sse import SSEEvent
 from claude_api.translate.common import SIGNATURE_TAGS, content_blocks, thinking_signature_family
-from claude_api.translate.openai import estimate_input_tokens
+from claude_api.translate.tokens import estimate_input_tokens
 
 DEFAULT_VERSION = "2023-06-01"
 OAUTH_BETA = "oauth-2025-04-20"

@@ -60,6 +60,9 @@ class UpstreamCall:
     request: ClientRequest
     route: Route
     config: ProxyConfig
+    # Trace steps the provider took within this attempt ({"outcome", "status", "reason"}),
+    # which the dispatch adds to the routing trace.
+    notes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def credential(self):

@@ -1,15 +1,24 @@
 """OpenAI-compatible upstreams (``POST {base}/chat/completions``): OpenRouter, DeepSeek, vLLM,
 Ollama, LM Studio, OpenAI itself.
 
-Translation lives in ``claude_api.translate.openai``; tool arguments are relayed as
+Translation lives in ``claude_api.translate.openai_chat``; tool arguments are relayed as
 ``input_json_delta`` events as they arrive. These servers have no token-count endpoint, so
 count_tokens answers with a local estimate and says so in ``x-proxy-token-count: estimate``.
+
+A 400/422 that refuses a field the proxy added on its own (echoed reasoning, ``reasoning_effort``,
+``stream_options``, the max-tokens spelling, …) is retried on the same credential without it, and
+the pool remembers the omission for that credential (in the database, so every worker and every
+restart goes without it; see ``accounts.omissions``). The retry is not a failure of the credential.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
+
 import httpx
 
+from accounts.pool import pool
 from claude_api.providers.base import (
     ESTIMATE_HEADER,
     EventStream,
@@ -24,8 +33,18 @@ from claude_api.providers.base import (
     read_all,
     translated_events,
 )
-from claude_api.translate import openai
+from claude_api.redaction import redact
+from claude_api.translate import openai_chat as openai
 from claude_api.translate.common import TranslatedStreamError
+from claude_api.translate.tokens import estimate_input_tokens
+
+logger = logging.getLogger(__name__)
+
+# Statuses with which servers refuse a request's shape (422: FastAPI/pydantic servers).
+REJECTION_STATUSES = frozenset({400, 422})
+# Each retry drops one more field; a server that keeps refusing new ones gets its error back.
+MAX_OMISSION_RETRIES = 3
+ERROR_EXCERPT_CHARS = 300
 
 
 class OpenAIProvider(Provider):
@@ -44,44 +63,68 @@ class OpenAIProvider(Provider):
 
     async def stream(self, call: UpstreamCall) -> EventStream:
         names = openai.tool_names(call.request.body)
-        options = _options(call)
         response = await self._post(call, names, streaming=True)
+        options = _options(call)  # after the POST: it may have learned to omit stream_options
         translator = openai.StreamTranslator(
             model=call.request.model,
             names=names,
             # Without include_usage the server reports no usage at all: estimate the prompt.
             input_tokens_estimate=0
-            if options.include_usage
-            else openai.estimate_input_tokens(call.request.body),
+            if openai.sends_usage_option(options)
+            else estimate_input_tokens(call.request.body),
         )
         return EventStream(translated_events(response, translator, call.credential.label), response)
 
     async def count_tokens(self, call: UpstreamCall) -> Reply:
-        tokens = openai.estimate_input_tokens(call.request.body)
+        tokens = estimate_input_tokens(call.request.body)
         return Reply(200, dumps({"input_tokens": tokens}), {}, {ESTIMATE_HEADER: "estimate"})
 
     async def _post(
         self, call: UpstreamCall, names: openai.ToolNames, *, streaming: bool
     ) -> httpx.Response:
-        payload = openai.build_request(
-            call.request.body,
-            upstream_model=call.upstream_model,
-            stream=streaming,
-            options=_options(call),
-            names=names,
-        )
-        response = await post(
-            call,
-            call.credential.base_url + "/chat/completions",
-            headers=_headers(call, streaming=streaming),
-            content=dumps(payload),
-        )
-        if response.status_code >= 400:
-            body = await read_all(response, call.credential.label)
-            raise error_from_info(
-                openai.parse_error(response.status_code, body), lower_headers(response)
+        """POST the translated request; when the server refuses a field the proxy added, learn
+        that and retry without it. Returns a 2xx response (unread); raises UpstreamError."""
+        options = _options(call)
+        for retry in range(MAX_OMISSION_RETRIES + 1):
+            payload = openai.build_request(
+                call.request.body,
+                upstream_model=call.upstream_model,
+                stream=streaming,
+                options=options,
+                names=names,
             )
-        return response
+            response = await post(
+                call,
+                call.credential.base_url + "/chat/completions",
+                headers=_headers(call, streaming=streaming),
+                content=dumps(payload),
+            )
+            if response.status_code < 400:
+                return response
+            body = await read_all(response, call.credential.label)
+            info = openai.parse_error(response.status_code, body)
+            if response.status_code in REJECTION_STATUSES and retry < MAX_OMISSION_RETRIES:
+                field = openai.omission_for(openai.rejected_fields(body), payload, options)
+                if field is not None:
+                    excerpt = redact(info.message, call.credential.secret.reveal())
+                    excerpt = excerpt[:ERROR_EXCERPT_CHARS]
+                    await pool.learn_omission(call.route, field, excerpt)
+                    call.notes.append(
+                        {
+                            "outcome": "retried without field",
+                            "status": response.status_code,
+                            "reason": f"upstream refused {field}; learned: {excerpt}",
+                        }
+                    )
+                    logger.info(
+                        "upstream %s refused %s: retrying without it, and from now on",
+                        call.credential.label,
+                        field,
+                    )
+                    options = replace(options, omit=options.omit | {field})
+                    continue
+            raise error_from_info(info, lower_headers(response))
+        raise AssertionError("unreachable")
 
 
 def _options(call: UpstreamCall) -> openai.OpenAIOptions:
@@ -89,8 +132,9 @@ def _options(call: UpstreamCall) -> openai.OpenAIOptions:
     return openai.OpenAIOptions(
         max_tokens_field=options.get("max_tokens_field") or "max_tokens",
         include_usage=bool(options.get("include_usage", True)),
-        reasoning_field=options.get("reasoning_field", "reasoning_content") or "",
+        reasoning_field=options.get("reasoning_field") or "",
         send_reasoning_effort=bool(options.get("send_reasoning_effort", True)),
+        omit=frozenset(call.credential.omitted),
     )
 
 

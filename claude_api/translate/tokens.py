@@ -23,7 +23,15 @@ import json
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["chat_segments", "estimate_chat_tokens", "estimate_text_tokens"]
+from claude_api.translate.openai_chat.names import tool_names
+from claude_api.translate.openai_chat.request import OpenAIOptions, build_request
+
+__all__ = [
+    "chat_segments",
+    "estimate_chat_tokens",
+    "estimate_input_tokens",
+    "estimate_text_tokens",
+]
 
 
 def _class_table() -> bytes:
@@ -172,3 +180,11 @@ def chat_segments(request: dict[str, Any]) -> tuple[list[str], int]:
 def estimate_chat_tokens(request: dict[str, Any]) -> int:
     texts, fixed = chat_segments(request)
     return fixed + sum(estimate_text_tokens(text) for text in texts)
+
+
+def estimate_input_tokens(body: dict[str, Any]) -> int:
+    """Local count_tokens estimate over the request as it would be sent upstream."""
+    request = build_request(
+        body, upstream_model="", stream=False, options=OpenAIOptions(), names=tool_names(body)
+    )
+    return estimate_chat_tokens(request)

@@ -792,3 +792,107 @@ def test_it_lists_and_searches_traces_read_only(admin_client):
 
 def test_it_names_the_site(admin_client):
     assert "Claude proxy" in admin_client.get(reverse("admin:index")).content.decode()
+
+
+# Learned omissions (OpenAI-compatible) ------------------------------------------------------
+
+LEARNED = {
+    "reasoning_content": {
+        "at": "2026-12-02T01:10:07Z",
+        "error": "Additional properties are not allowed ('reasoning_content' was unexpected) "
+        "- 'messages[2]' <b>",
+    }
+}
+
+
+def openai_data(credential: Credential, **overrides: Any) -> dict[str, Any]:
+    return credential_data(
+        credential,
+        provider="openai",
+        base_url="https://llm.example/v1",
+        openai_reasoning_field="",
+        **overrides,
+    )
+
+
+def test_it_shows_what_was_learned_on_the_change_page(admin_client):
+    credential = make_credential(
+        "strict",
+        provider="openai",
+        base_url="https://llm.example/v1",
+        secret=SECRET,
+        learned_omissions=LEARNED,
+    )
+    content = admin_client.get(
+        reverse("admin:accounts_credential_change", args=[credential.pk])
+    ).content.decode()
+    assert (
+        "omits: reasoning_content (learned 2026-12-02 01:10 UTC from: Additional properties are "
+        "not allowed (&#x27;reasoning_content&#x27; was unexpected) - &#x27;messages[2]&#x27; "
+        "&lt;b&gt;)"
+    ) in content
+    assert 'name="reset_learned_omissions"' in content
+    assert SECRET_MIDDLE not in content
+
+    plain = make_credential("plain", provider="openai", base_url="https://llm.example/v1")
+    content = admin_client.get(
+        reverse("admin:accounts_credential_change", args=[plain.pk])
+    ).content.decode()
+    assert "none: every field the proxy adds is sent" in content
+
+
+def test_it_resets_what_was_learned_from_the_form(admin_client, django_capture_on_commit_callbacks):
+    credential = make_credential(
+        "strict",
+        provider="openai",
+        base_url="https://llm.example/v1",
+        models=["gpt-strict"],
+        learned_omissions=LEARNED,
+    )
+    url = reverse("admin:accounts_credential_change", args=[credential.pk])
+
+    # Saving the form without the box keeps what was learned.
+    response = admin_client.post(url, openai_data(credential, priority="3"))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    credential.refresh_from_db()
+    assert credential.priority == 3 and credential.learned_omissions == LEARNED
+
+    versions.bump(config=True)
+    before = versions_now()[0]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(url, openai_data(credential, reset_learned_omissions="on"))
+    assert response.status_code == 302
+    credential.refresh_from_db()
+    assert credential.learned_omissions == {}
+    assert versions_now()[0] > before  # every worker reloads and sends the field again
+
+
+def test_it_forgets_what_was_learned_with_an_action(
+    admin_client, django_capture_on_commit_callbacks
+):
+    strict = make_credential(
+        "strict", provider="openai", base_url="https://a/v1", learned_omissions=LEARNED
+    )
+    other = make_credential(
+        "other", provider="openai", base_url="https://b/v1", learned_omissions=LEARNED
+    )
+    versions.bump(config=True)
+    before = versions_now()[0]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_action(admin_client, CREDENTIALS, "forget_learned_omissions", [strict.pk])
+    assert response.status_code == 302
+    strict.refresh_from_db()
+    other.refresh_from_db()
+    assert strict.learned_omissions == {} and other.learned_omissions == LEARNED
+    assert versions_now()[0] > before
+    page = admin_client.get(response.url).content.decode()
+    assert "Forgot learned omissions on 1 credential." in page
+
+
+def test_it_offers_no_reasoning_echo_by_default(admin_client):
+    content = admin_client.get(reverse("admin:accounts_credential_add")).content.decode()
+    field = re.search(r'<input[^>]*name="openai_reasoning_field"[^>]*>', content)
+    assert field is not None
+    assert 'value="' not in field.group(0) or 'value=""' in field.group(0)
+    # Nothing learned yet on a credential that does not exist.
+    assert 'name="reset_learned_omissions"' not in content

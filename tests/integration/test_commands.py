@@ -476,3 +476,42 @@ def test_it_says_when_the_pool_is_empty(db):
     out, _ = run("proxy_status")
 
     assert out.strip() == "No credentials configured."
+
+
+@pytest.mark.django_db
+def test_it_creates_openai_credentials_that_echo_no_reasoning(tmp_path, monkeypatch):
+    run("import_config", str(SAMPLE))
+    imported = Credential.objects.filter(provider="openai")
+    assert imported.exists()
+    assert {c.openai_reasoning_field for c in imported} == {""}
+
+    monkeypatch.setenv("LOCAL_KEY", "sk-local-1234567890")
+    run(
+        "add_credential",
+        "--provider=openai",
+        "--label=local",
+        "--secret-env=LOCAL_KEY",
+        "--base-url=http://localhost:8000/v1",
+    )
+    assert Credential.objects.get(label="local").openai_reasoning_field == ""
+
+
+@pytest.mark.django_db
+def test_it_prints_the_fields_a_credential_learned_to_omit():
+    credential = make_credential(
+        "strict",
+        provider="openai",
+        base_url="https://llm.example/v1",
+        learned_omissions={
+            "reasoning_effort": {
+                "at": "2026-12-02T01:10:07Z",
+                "error": "Unrecognized request argument supplied: reasoning_effort",
+            }
+        },
+    )
+    out, _ = run("proxy_status")
+    assert read_table(out)[str(credential.pk)]["state"] == "ok"
+    assert (
+        f"  #{credential.pk} strict: omits reasoning_effort (learned 2026-12-02 01:10 UTC from: "
+        "Unrecognized request argument supplied: reasoning_effort)"
+    ) in out

@@ -11,7 +11,7 @@ import time_machine
 from accounts.models import QuotaState, RoutingTrace
 from accounts.pool import pool
 from tests.conftest import make_credential, read_stream, set_proxy_settings, sse_events
-from tests.fakes.upstream import Respond
+from tests.fakes.upstream import DROP, Respond
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_pool")]
 
@@ -317,3 +317,122 @@ async def test_it_aggregates_success_and_failure_counts_and_key_use_off_the_requ
     }
     assert counts == {"first": (0, 1), "second": (3, 0)}
     assert ClientKey.objects.get().last_used_at is not None
+
+
+async def test_it_probes_the_only_credential_of_a_model_after_a_transient_failure(api, upstream):
+    """One 5xx used to turn into a minute of 429s that the proxy never tried upstream."""
+    set_proxy_settings(request_retry=0)
+    make_credential("only", base_url=f"{upstream.url}/only")
+    upstream.script("/only/", Respond.error(502, "api_error", "bad gateway"))
+    first = await api.message()
+    assert first.status_code == 502
+    assert QuotaState.objects.get(credential__label="only").reason == "transient"
+
+    second = await api.message()
+    assert second.status_code == 200  # sent upstream anyway: a half-open probe
+    assert served_by(upstream) == ["only", "only"]
+    assert not QuotaState.objects.exists()  # and its success cleared the cooldown
+    await pool.settle()
+    trace = RoutingTrace.objects.get(request_id=second["request-id"])
+    assert [step["outcome"] for step in trace.steps] == ["skipped", "probe", "ok"]
+    assert "half-open probe" in trace.steps[1]["reason"]
+
+
+async def test_it_extends_a_transient_cooldown_when_the_probe_fails(api, upstream):
+    set_proxy_settings(request_retry=0, transient_error_cooldown_seconds=60)
+    make_credential("only", base_url=f"{upstream.url}/only")
+    upstream.default = lambda request: Respond.error(503, "api_error", "still down")
+    with time_machine.travel(time.time(), tick=False) as clock:
+        assert (await api.message()).status_code == 503
+        first_until = QuotaState.objects.get().next_retry_at
+        clock.shift(20)
+        response = await api.message()
+        assert response.status_code == 503  # the upstream's own error, not a proxy 429
+        assert json.loads(response.content)["error"]["message"] == "still down"
+        assert (QuotaState.objects.get().next_retry_at - first_until).total_seconds() == 20
+    assert served_by(upstream) == ["only", "only"]
+
+
+async def test_it_probes_the_credential_that_failed_longest_ago_once_per_request(api, upstream):
+    three_credentials(upstream)
+    set_proxy_settings(request_retry=0)
+    upstream.default = lambda request: Respond.error(500, "api_error", "down")
+    with time_machine.travel(time.time(), tick=False) as clock:
+        await api.message()  # all three fail at once
+        for _ in range(4):
+            clock.shift(5)
+            response = await api.message()
+            assert response.status_code == 500  # the upstream's own error
+    # Then one probe a request, each time on the credential whose failure is the oldest.
+    assert served_by(upstream) == ["first", "second", "third", "first", "second", "third", "first"]
+
+
+async def test_it_never_probes_a_credential_whose_cooldown_the_upstream_timed(api, upstream):
+    set_proxy_settings(request_retry=0)
+    make_credential("only", base_url=f"{upstream.url}/only")
+    upstream.script(
+        "/only/", Respond.error(429, "rate_limit_error", "later", headers={"retry-after": "40"})
+    )
+    assert (await api.message()).status_code == 429
+    second = await api.message()
+    assert second.status_code == 429
+    assert "cooling down" in json.loads(second.content)["error"]["message"]
+    assert served_by(upstream) == ["only"]
+
+
+async def test_it_never_probes_a_credential_that_needs_attention(api, upstream):
+    set_proxy_settings(request_retry=0)
+    make_credential("only", base_url=f"{upstream.url}/only")
+    upstream.script("/only/", Respond.error(401, "authentication_error", "invalid x-api-key"))
+    assert (await api.message()).status_code == 401
+    assert (await api.message()).status_code == 429
+    assert served_by(upstream) == ["only"]
+
+
+async def test_it_serves_a_stream_after_a_stream_was_cut_mid_way(api, upstream):
+    """Claude Code retries a cut stream at once (and then falls back to non-streaming): with
+    one credential both retries used to meet the proxy's own 429."""
+    set_proxy_settings(request_retry=0)
+    make_credential("only", base_url=f"{upstream.url}/only")
+    start = Respond.anthropic_stream("a b").chunks[:2]
+    upstream.script(
+        "/only/", Respond(200, {"content-type": "text/event-stream"}, chunks=[*start, DROP])
+    )
+    cut = await api.message(stream=True)
+    assert sse_events(await read_stream(cut))[-1][0] == "error"
+    await pool.settle()
+    assert QuotaState.objects.get().reason == "transient"
+    retried = await api.message(stream=True)
+    assert sse_events(await read_stream(retried))[-1][0] == "message_stop"
+    fallback = await api.message()
+    assert fallback.status_code == 200
+
+
+async def test_it_bounds_a_requests_whole_wait_by_max_retry_interval(api, upstream):
+    """Each round used to wait up to max_retry_interval anew: 3 rounds of retry-after 1 with a
+    1.5 s budget waited 3 s. Now the wait stops when the budget is spent."""
+    set_proxy_settings(request_retry=3, max_retry_interval=1.5)
+    make_credential("only", base_url=f"{upstream.url}/only")
+    upstream.default = lambda request: Respond.error(
+        429, "rate_limit_error", "wait", headers={"retry-after": "1"}
+    )
+    started = time.monotonic()
+    response = await api.message()
+    elapsed = time.monotonic() - started
+    assert response.status_code == 429  # the upstream's error, as it was
+    assert response["retry-after"] == "1"
+    assert json.loads(response.content)["error"]["message"] == "wait"
+    assert served_by(upstream) == ["only", "only"]
+    assert 0.9 <= elapsed < 1.9
+
+
+async def test_it_bounds_a_streams_wait_across_its_bootstrap_passes(api, upstream):
+    set_proxy_settings(request_retry=3, max_retry_interval=1.5, bootstrap_retries=2)
+    make_credential("only", base_url=f"{upstream.url}/only")
+    upstream.default = lambda request: Respond.error(
+        429, "rate_limit_error", "wait", headers={"retry-after": "1"}
+    )
+    started = time.monotonic()
+    response = await api.message(stream=True)
+    assert response.status_code == 429
+    assert time.monotonic() - started < 1.9

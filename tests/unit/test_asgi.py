@@ -9,15 +9,27 @@ from twisted.web import http as twisted_http
 import proxysite.asgi  # noqa: F401  (installs daphne's request class)
 
 
-def daphne_request() -> http_protocol.WebRequest:
-    server = SimpleNamespace(protocol_connected=lambda request: None)
-    channel = SimpleNamespace(
+class RecordingTransport:
+    def __init__(self) -> None:
+        self.nodelay_calls: list[bool] = []
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.nodelay_calls.append(enabled)
+
+
+def daphne_channel(transport=None) -> SimpleNamespace:
+    server = SimpleNamespace(protocol_connected=lambda request: None, server_name="")
+    return SimpleNamespace(
         getPeer=lambda: None,
         getHost=lambda: None,
-        transport=None,
+        transport=transport,
         factory=SimpleNamespace(server=server),
+        persistent=True,
     )
-    return http_protocol.WebRequest(channel)
+
+
+def daphne_request(channel=None) -> http_protocol.WebRequest:
+    return http_protocol.WebRequest(channel or daphne_channel())
 
 
 def test_daphne_hands_a_form_encoded_body_over_unparsed():
@@ -36,6 +48,37 @@ def test_daphne_hands_a_form_encoded_body_over_unparsed():
 
 
 def test_installing_the_request_class_twice_keeps_one_subclass():
-    proxysite.asgi._without_form_parsing()
+    proxysite.asgi._install_request_class()
     (daphnes_own,) = http_protocol.WebRequest.__bases__
     assert daphnes_own.__bases__ == (twisted_http.Request,)
+
+
+def test_it_turns_nagle_off_once_per_connection():
+    # With Nagle on, a response sent as headers then body waits for the client's delayed ACK
+    # (up to 40 ms): the p99 stalls.
+    transport = RecordingTransport()
+    channel = daphne_channel(transport)
+    daphne_request(channel)
+    daphne_request(channel)  # a second request on the same keep-alive connection
+    assert transport.nodelay_calls == [True]
+
+
+def test_it_asks_keep_alive_clients_to_leave_while_the_worker_drains(monkeypatch):
+    from proxysite.lifecycle import serving
+
+    channel = daphne_channel()
+    request = daphne_request(channel)
+    request.server = channel.factory.server
+    monkeypatch.setattr(serving, "draining", True)
+    request.handle_reply({"type": "http.response.start", "status": 200, "headers": []})
+    assert request.responseHeaders.getRawHeaders(b"connection") == [b"close"]
+    assert channel.persistent is False
+
+
+def test_it_keeps_connections_alive_while_serving_normally():
+    channel = daphne_channel()
+    request = daphne_request(channel)
+    request.server = channel.factory.server
+    request.handle_reply({"type": "http.response.start", "status": 200, "headers": []})
+    assert request.responseHeaders.getRawHeaders(b"connection") is None
+    assert channel.persistent is True

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from accounts import cooldown
 from accounts.cooldown import (
     ATTENTION_SECONDS,
     MAX_BACKOFF_SECONDS,
@@ -422,3 +423,23 @@ def test_it_blocks_only_before_the_deadline() -> None:
     assert record.blocks(NOW)
     assert not record.blocks(NOW + 1)
     assert not QuotaRecord().blocks(NOW)
+
+
+def test_it_names_the_transient_cooldown_that_ends_first_as_the_probe():
+    blocked = [
+        ("a", QuotaRecord(status="cooling", reason="transient", next_retry_at=160.0)),
+        ("b", QuotaRecord(status="cooling", reason="transient", next_retry_at=130.0)),
+        ("c", QuotaRecord(status="cooling", reason="rate_limited", next_retry_at=110.0)),
+    ]
+    assert cooldown.half_open_candidate(blocked) == "b"
+
+
+def test_it_never_names_a_probe_among_timed_or_attention_cooldowns():
+    blocked = [
+        ("a", QuotaRecord(status="cooling", reason="rate_limited", next_retry_at=110.0)),
+        ("b", QuotaRecord(status="cooling", reason="credential_quota", next_retry_at=120.0)),
+        ("c", QuotaRecord(status="attention", reason="unauthorized", next_retry_at=130.0)),
+        ("d", QuotaRecord(status="cooling", reason="model_not_found", next_retry_at=140.0)),
+    ]
+    assert cooldown.half_open_candidate(blocked) is None
+    assert cooldown.half_open_candidate([]) is None

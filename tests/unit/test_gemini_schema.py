@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from claude_api.translate.gemini_schema import (
+from claude_api.translate.gemini.schema import (
     ALLOWED_KEYWORDS,
     json_schema_for_gemini,
     sanitize_schema,

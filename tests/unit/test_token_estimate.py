@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from claude_api.translate.openai import estimate_input_tokens
 from claude_api.translate.tokens import (
     IMAGE_TOKENS,
     chat_segments,
     estimate_chat_tokens,
+    estimate_input_tokens,
     estimate_text_tokens,
 )
 

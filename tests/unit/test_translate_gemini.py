@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from claude_api.translate.gemini import (
     tool_name_map,
     translate_response,
 )
-from claude_api.translate.gemini_schema import ALLOWED_KEYWORDS
+from claude_api.translate.gemini.schema import ALLOWED_KEYWORDS
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "claude-code"
 BILLING = {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.197.1c0;"}
@@ -1280,18 +1281,20 @@ def test_it_places_text_signatures_on_thinking_blocks():
         {"type": "thinking", "thinking": "Hmm.", "signature": "gemini.SIG"},
         {"type": "text", "text": "Answer."},
     ]
-    without_thoughts = translate_response(
+    before_a_call = translate_response(
         chunk(
             {"text": "Ans"},
             {"text": "wer.", "thoughtSignature": "SIG"},
             {"text": " More."},
+            {"functionCall": {"id": "c1", "name": "f", "args": {}}},
             finish="STOP",
         ),
         model="m",
     )
-    assert without_thoughts["content"] == [
+    assert before_a_call["content"] == [
         {"type": "text", "text": "Answer. More."},
         {"type": "thinking", "thinking": "", "signature": "gemini.SIG"},
+        {"type": "tool_use", "id": "c1", "name": "f", "input": {}},
     ]
 
 
@@ -1572,14 +1575,19 @@ def test_it_round_trips_streamed_signatures_into_the_next_request():
     validate_gemini_request(request)
 
 
-def test_it_emits_a_text_signature_after_the_text_block():
+def test_it_emits_a_text_signature_after_the_text_block_when_a_call_follows():
     events = run_stream(
-        [chunk({"text": "Hi"}), chunk({"text": " there", "thoughtSignature": "S"}, finish="STOP")]
+        [
+            chunk({"text": "Hi"}),
+            chunk({"text": " there", "thoughtSignature": "S"}),
+            chunk({"functionCall": {"id": "c1", "name": "f", "args": {}}}, finish="STOP"),
+        ]
     )
     assert_anthropic_grammar(events)
     assert accumulate(events)["content"] == [
         {"type": "text", "text": "Hi there"},
         {"type": "thinking", "thinking": "", "signature": "gemini.S"},
+        {"type": "tool_use", "id": "c1", "name": "f", "input": {}},
     ]
 
 
@@ -1640,13 +1648,22 @@ def test_it_gives_the_same_content_streamed_or_not(parts: list[dict[str, Any]]):
     assert streamed["stop_reason"] == whole["stop_reason"]
 
 
-def test_it_keeps_a_bare_signature_part_in_a_non_streamed_response():
+def test_it_keeps_a_bare_signature_part_before_a_later_thought():
     message = translate_response(
-        chunk({"text": "Hi"}, {"thoughtSignature": "BARE"}, finish="STOP"), model="m"
+        chunk(
+            {"text": "Hi"},
+            {"thoughtSignature": "BARE"},
+            {"text": "More thought", "thought": True},
+            {"text": "Bye"},
+            finish="STOP",
+        ),
+        model="m",
     )
     assert message["content"] == [
         {"type": "text", "text": "Hi"},
         {"type": "thinking", "thinking": "", "signature": "gemini.BARE"},
+        {"type": "thinking", "thinking": "More thought", "signature": "gemini."},
+        {"type": "text", "text": "Bye"},
     ]
 
 
@@ -1759,6 +1776,307 @@ def test_it_raises_on_an_error_chunk():
     assert excinfo.value.info == ErrorInfo(
         429, "rate_limit_error", "Resource has been exhausted", 7.0
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The answer comes last: Gemini 3's trailing signature parts (issue 9)
+# ---------------------------------------------------------------------------------------------
+
+# Gemini 3 ends a response with its signature on an empty text part after the answer. Claude
+# Code takes the last content block as the answer, so that part must never become a block.
+TRAILING_PARTS = [
+    pytest.param({"text": "", "thoughtSignature": "TRAIL"}, id="empty-text"),
+    pytest.param({"thoughtSignature": "TRAIL"}, id="no-text"),
+    pytest.param({"text": "", "thought": True, "thoughtSignature": "TRAIL"}, id="empty-thought"),
+]
+
+
+def block_types(content: list[dict[str, Any]]) -> list[str]:
+    return [block["type"] for block in content]
+
+
+@pytest.mark.parametrize("trailing", TRAILING_PARTS)
+def test_it_ends_a_non_streamed_answer_with_the_text(trailing: dict[str, Any]):
+    message = translate_response(chunk({"text": "Hello!"}, trailing, finish="STOP"), model="m")
+    assert message["content"] == [{"type": "text", "text": "Hello!"}]
+    assert message["stop_reason"] == "end_turn"
+
+
+def test_it_puts_a_trailing_signature_on_the_thinking_block_before_the_answer():
+    message = translate_response(
+        chunk(
+            {"text": "Greet them.", "thought": True},
+            {"text": "Hello!"},
+            {"text": "", "thoughtSignature": "TRAIL"},
+            finish="STOP",
+        ),
+        model="m",
+    )
+    assert message["content"] == [
+        {"type": "thinking", "thinking": "Greet them.", "signature": "gemini.TRAIL"},
+        {"type": "text", "text": "Hello!"},
+    ]
+    # …and it travels back on the answer's text part, where Gemini put it.
+    request = build_request(body([user("hi"), assistant(message["content"]), user("again")]))
+    assert request["contents"][1] == {
+        "role": "model",
+        "parts": [{"text": "Hello!", "thoughtSignature": "TRAIL"}],
+    }
+
+
+@pytest.mark.parametrize("trailing", TRAILING_PARTS)
+@pytest.mark.parametrize(
+    "layout",
+    ["same-chunk-with-finish", "own-chunk-with-finish", "own-chunk-then-finish", "no-finish"],
+)
+def test_it_ends_a_streamed_answer_with_the_text(trailing: dict[str, Any], layout: str):
+    if layout == "same-chunk-with-finish":
+        chunks = [chunk({"text": "Hel"}), chunk({"text": "lo!"}, trailing, finish="STOP")]
+    elif layout == "own-chunk-with-finish":
+        chunks = [chunk({"text": "Hel"}), chunk({"text": "lo!"}), chunk(trailing, finish="STOP")]
+    elif layout == "own-chunk-then-finish":
+        chunks = [chunk({"text": "Hello!"}), chunk(trailing), chunk(finish="STOP")]
+    else:  # the stream just ends (Gemini-compatible gateways that omit finishReason)
+        chunks = [chunk({"text": "Hello!"}), chunk(trailing)]
+    events = run_stream(chunks)
+    assert_anthropic_grammar(events)
+    message = accumulate(events)
+    assert message["content"] == [{"type": "text", "text": "Hello!"}]
+    assert message["stop_reason"] == "end_turn"
+    starts = [d["content_block"]["type"] for n, d in events if n == "content_block_start"]
+    assert starts == ["text"]
+
+
+def test_it_streams_the_answer_without_waiting_for_the_trailing_signature():
+    translator = StreamTranslator(model="m")
+    sent = translator.feed(chunk({"text": "Hello!"}))
+    assert (
+        "content_block_delta",
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "text_delta", "text": "Hello!"},
+        },
+    ) in sent
+    assert translator.feed(chunk({"text": "", "thoughtSignature": "TRAIL"})) == []
+    rest = translator.finish()
+    assert [name for name, _ in rest] == ["content_block_stop", "message_delta", "message_stop"]
+
+
+def test_it_ends_a_streamed_answer_after_thoughts_with_the_text():
+    events = run_stream(
+        [
+            chunk({"text": "Greet them.", "thought": True}),
+            chunk({"text": "Hello!"}),
+            chunk({"text": "", "thoughtSignature": "TRAIL"}, finish="STOP"),
+        ]
+    )
+    assert_anthropic_grammar(events)
+    assert accumulate(events)["content"] == [
+        {"type": "thinking", "thinking": "Greet them.", "signature": "gemini."},
+        {"type": "text", "text": "Hello!"},
+    ]
+
+
+def test_it_signs_the_thinking_block_with_the_text_part_that_ends_it_in_a_stream():
+    events = run_stream(
+        [
+            chunk({"text": "Greet them.", "thought": True}),
+            chunk({"text": "Hello!", "thoughtSignature": "SIG"}, finish="STOP"),
+        ]
+    )
+    assert_anthropic_grammar(events)
+    assert accumulate(events)["content"] == [
+        {"type": "thinking", "thinking": "Greet them.", "signature": "gemini.SIG"},
+        {"type": "text", "text": "Hello!"},
+    ]
+
+
+def translate_streamed(parts: list[dict[str, Any]], *, separate: bool) -> dict[str, Any]:
+    """The message a client builds from a stream of ``parts`` (one chunk each, or one chunk)."""
+    if separate:
+        chunks = [chunk(part) for part in parts] + [chunk(finish="STOP")]
+    else:
+        chunks = [chunk(*parts, finish="STOP")]
+    events = run_stream(chunks)
+    assert_anthropic_grammar(events)
+    return accumulate(events)
+
+
+Translate = Callable[[list[dict[str, Any]]], dict[str, Any]]
+TRANSLATIONS = [
+    pytest.param(
+        lambda parts: translate_response(chunk(*parts, finish="STOP"), model="m"), id="whole"
+    ),
+    pytest.param(lambda parts: translate_streamed(parts, separate=True), id="stream-chunks"),
+    pytest.param(lambda parts: translate_streamed(parts, separate=False), id="stream-one-chunk"),
+]
+
+
+@pytest.mark.parametrize("translate", TRANSLATIONS)
+def test_it_ends_a_signed_call_with_the_tool_use(translate: Translate):
+    message = translate(
+        [
+            {
+                "functionCall": {"id": "c1", "name": "Bash", "args": {"command": "ls"}},
+                "thoughtSignature": "CALL",
+            },
+            {"text": "", "thoughtSignature": "TRAIL"},
+        ]
+    )
+    assert message["content"] == [
+        {"type": "thinking", "thinking": "", "signature": "gemini.CALL"},
+        {"type": "tool_use", "id": "c1", "name": "Bash", "input": {"command": "ls"}},
+    ]
+    assert message["stop_reason"] == "tool_use"
+    request = build_request(
+        body([user("ls"), assistant(message["content"]), user([tool_result("c1", "a.txt")])])
+    )
+    assert request["contents"][1]["parts"] == [
+        {"functionCall": {"name": "Bash", "args": {"command": "ls"}}, "thoughtSignature": "CALL"}
+    ]
+
+
+@pytest.mark.parametrize("translate", TRANSLATIONS)
+@pytest.mark.parametrize("with_thoughts", [False, True])
+def test_it_puts_a_signature_that_trails_unsigned_calls_on_the_first_call(
+    translate: Translate, with_thoughts: bool
+):
+    parts = [
+        {"functionCall": {"id": "c1", "name": "Read", "args": {"file_path": "/a"}}},
+        {"functionCall": {"id": "c2", "name": "Read", "args": {"file_path": "/b"}}},
+        {"text": "", "thoughtSignature": "STEP"},
+    ]
+    if with_thoughts:
+        parts.insert(0, {"text": "Read both.", "thought": True})
+    message = translate(parts)
+    carrier = {"type": "thinking", "thinking": "", "signature": "gemini.STEP"}
+    if with_thoughts:
+        carrier["thinking"] = "Read both."
+    assert message["content"] == [
+        carrier,
+        {"type": "tool_use", "id": "c1", "name": "Read", "input": {"file_path": "/a"}},
+        {"type": "tool_use", "id": "c2", "name": "Read", "input": {"file_path": "/b"}},
+    ]
+    request = build_request(
+        body(
+            [
+                user("read"),
+                assistant(message["content"]),
+                user([tool_result("c1", "A"), tool_result("c2", "B")]),
+            ]
+        )
+    )
+    assert request["contents"][1]["parts"] == [
+        {"functionCall": {"name": "Read", "args": {"file_path": "/a"}}, "thoughtSignature": "STEP"},
+        {"functionCall": {"name": "Read", "args": {"file_path": "/b"}}},
+    ]
+    validate_gemini_request(request)
+
+
+def test_it_holds_an_unsigned_call_for_one_chunk_at_most():
+    translator = StreamTranslator(model="m")
+    held = translator.feed(chunk({"functionCall": {"id": "c1", "name": "f", "args": {}}}))
+    assert [name for name, _ in held] == ["message_start"]
+    released = translator.feed(chunk({"text": "Done."}))
+    assert [name for name, _ in released][:3] == [
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+    ]
+    assert released[0][1]["content_block"]["type"] == "tool_use"
+    content = accumulate(held + released + translator.finish())["content"]
+    assert block_types(content) == ["tool_use", "text"]
+
+
+def test_it_releases_unsigned_calls_at_the_end_of_the_stream():
+    events = run_stream(
+        [chunk({"text": "Checking."}), chunk({"functionCall": {"id": "c1", "name": "f"}})]
+    )
+    assert_anthropic_grammar(events)
+    message = accumulate(events)
+    assert block_types(message["content"]) == ["text", "tool_use"]
+    assert message["stop_reason"] == "tool_use"
+
+
+def gemini_3_steps() -> list[list[dict[str, Any]]]:
+    """One Gemini 3 tool turn as it streams: two steps of calls, then the answer."""
+    return [
+        [
+            chunk({"text": "I should list the files.", "thought": True}),
+            chunk(
+                {
+                    "functionCall": {"name": "Bash", "args": {"command": "ls"}},
+                    "thoughtSignature": "STEP1",
+                }
+            ),
+            chunk({"text": "", "thoughtSignature": "TRAIL1"}, finish="STOP"),
+        ],
+        [
+            chunk({"text": "Now read it.", "thought": True}),
+            chunk({"text": "Reading a.txt."}),
+            chunk(
+                {
+                    "functionCall": {"name": "Read", "args": {"file_path": "a.txt"}},
+                    "thoughtSignature": "STEP2",
+                },
+                {"text": "", "thoughtSignature": "TRAIL2"},
+                finish="STOP",
+            ),
+        ],
+        [
+            chunk({"text": "It says hi."}),
+            chunk({"text": "", "thoughtSignature": "TRAIL3"}, finish="STOP"),
+        ],
+    ]
+
+
+@pytest.mark.parametrize("streamed", [True, False])
+def test_it_round_trips_a_gemini_3_tool_turn(streamed: bool):
+    messages: list[dict[str, Any]] = [user("What is in my files?")]
+    requests = []
+    for step in gemini_3_steps():
+        if streamed:
+            events = run_stream(step)
+            assert_anthropic_grammar(events)
+            message = accumulate(events)
+        else:
+            parts = [part for c in step for part in c["candidates"][0]["content"]["parts"]]
+            message = translate_response(chunk(*parts, finish="STOP"), model="m")
+        last = message["content"][-1]
+        assert last["type"] in ("text", "tool_use"), message["content"]
+        messages.append(assistant(message["content"]))
+        if last["type"] == "tool_use":
+            messages.append(user([tool_result(last["id"], "output")]))
+            requests.append(build_request(body(messages)))
+    assert messages[-1]["content"][-1] == {"type": "text", "text": "It says hi."}
+
+    # The current turn as Gemini 3 validates it: the first functionCall part of each step
+    # carries the signature that step came with (not the skip marker, not another step's).
+    final = requests[-1]
+    validate_gemini_request(final)
+    model_turns = [c["parts"] for c in final["contents"] if c["role"] == "model"]
+    assert model_turns == [
+        [
+            {
+                "functionCall": {"name": "Bash", "args": {"command": "ls"}},
+                "thoughtSignature": "STEP1",
+            }
+        ],
+        [
+            {"text": "Reading a.txt."},
+            {
+                "functionCall": {"name": "Read", "args": {"file_path": "a.txt"}},
+                "thoughtSignature": "STEP2",
+            },
+        ],
+    ]
+    assert requests[0]["contents"][1]["parts"][0]["thoughtSignature"] == "STEP1"
+
+    # The next user message sends the whole turn back, answer included, and it ends the same.
+    follow_up = build_request(body([*messages, user("Thanks")]))
+    validate_gemini_request(follow_up)
+    assert follow_up["contents"][-2] == {"role": "model", "parts": [{"text": "It says hi."}]}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from claude_api.translate.common import (
     Event,
     TranslatedStreamError,
 )
-from claude_api.translate.openai import (
+from claude_api.translate.openai_chat import (
     OpenAIOptions,
     StreamTranslator,
     ToolNames,
@@ -450,7 +450,7 @@ def test_it_merges_consecutive_turns_of_the_same_role():
     ]
 
 
-def test_it_echoes_only_its_own_reasoning_on_tool_call_turns():
+def test_it_echoes_only_its_own_reasoning_on_tool_call_turns_when_asked_to():
     body = {
         "messages": [
             {"role": "user", "content": "Go"},
@@ -485,7 +485,7 @@ def test_it_echoes_only_its_own_reasoning_on_tool_call_turns():
             {"role": "user", "content": "Thanks"},
         ]
     }
-    messages = messages_of(body)
+    messages = messages_of(body, options=OpenAIOptions(reasoning_field="reasoning_content"))
     assert messages[1] == {
         "role": "assistant",
         "content": None,
@@ -498,6 +498,35 @@ def test_it_echoes_only_its_own_reasoning_on_tool_call_turns():
     assert openrouter[1]["reasoning"] == "I should run ls."
     never = messages_of(body, options=OpenAIOptions(reasoning_field=""))
     assert never[1] == {"role": "assistant", "content": None, "tool_calls": [tool_call("call_1")]}
+    # Configured, but the server was seen refusing it: not sent.
+    learned = OpenAIOptions(
+        reasoning_field="reasoning_content", omit=frozenset({"reasoning_content"})
+    )
+    assert messages_of(body, options=learned)[1] == never[1]
+
+
+def test_it_sends_no_reasoning_in_history_by_default():
+    # Strict servers (OpenAI, DeepSeek's older reasoner) answer 400 to an unknown message field;
+    # protocol.md §8.1: drop it unless the server needs it.
+    body = {
+        "messages": [
+            {"role": "user", "content": "Go"},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "thinking", "thinking": "Run ls.", "signature": OPENAI_SIGNATURE_TAG},
+                    tool_use("call_1"),
+                ],
+            },
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "ok"}],
+            },
+        ]
+    }
+    assistant = messages_of(body)[1]
+    assert "reasoning_content" not in assistant and "reasoning" not in assistant
+    assert assistant["tool_calls"] == [tool_call("call_1")]
 
 
 def test_it_drops_server_tool_blocks_from_history():

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
+from accounts import omissions
 from accounts.models import Credential, QuotaState, QuotaStatus
 
 COLUMNS = ("id", "label", "provider", "enabled", "priority", "models", "state", "next retry")
@@ -13,7 +14,8 @@ COLUMNS = ("id", "label", "provider", "enabled", "priority", "models", "state", 
 class Command(BaseCommand):
     help = (
         "Print the credential pool: provider, models, and whether each credential is usable now "
-        "(ok / cooling until T because R / needs attention: R) with its next retry."
+        "(ok / cooling until T because R / needs attention: R) with its next retry, and the "
+        "fields an OpenAI-compatible server was seen refusing."
     )
 
     def handle(self, *args, **options) -> str:
@@ -36,6 +38,7 @@ class Command(BaseCommand):
                     until(soonest, now) if soonest else "-",
                 )
             )
+            extra += [f"omits {line}" for line in omissions.describe(credential.learned_omissions)]
             details += [f"  #{credential.pk} {credential.label}: {line}" for line in extra]
         if not rows:
             return "No credentials configured."
