@@ -99,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=3, help="cells run at once")
     parser.add_argument("--keep", action="store_true", help="keep artifacts of passing cells too")
     parser.add_argument(
+        "--hold",
+        action="store_true",
+        help="one cell: after its check, keep the fake and the proxy up and print the exact "
+        "claude commands it ran",
+    )
+    parser.add_argument(
         "--write",
         action="store_true",
         help="write docs/compatibility.md even for a subset (the full matrix always writes it)",

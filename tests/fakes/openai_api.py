@@ -125,8 +125,11 @@ class OpenAIFake(StrictFake):
             )
         turns = self._check_messages(body.get("messages"))
         thinking = effort not in (None, "none", "minimal")
+        usage = bool((body.get("stream_options") or {}).get("include_usage"))
         return self.generate(
-            Generation(key, bool(body.get("stream")), self.model, turns, tools, thinking)
+            Generation(
+                key, bool(body.get("stream")), self.model, turns, tools, thinking, {"usage": usage}
+            )
         )
 
     @staticmethod
@@ -345,7 +348,7 @@ class OpenAIFake(StrictFake):
             ]
         chunks.append(chunk({}, "tool_calls" if plan.calls_tool else "stop"))
         events: list[tuple[str | None, Any]] = [(None, c) for c in chunks]
-        if generation.stream:
+        if generation.options.get("usage"):  # only when stream_options.include_usage asks
             events.append(
                 (
                     None,

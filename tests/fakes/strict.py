@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tests.fakes import brain
@@ -44,6 +44,7 @@ class Generation:
     turns: list[brain.Turn]
     tools: list[brain.Tool]
     thinking: bool
+    options: dict[str, Any] = field(default_factory=dict)  # family-specific (stream_options…)
 
 
 class Rejected(Exception):
