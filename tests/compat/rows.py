@@ -20,9 +20,13 @@ from tests.fakes.strict import Faults
 
 NO_THINKING = {"MAX_THINKING_TOKENS": "0"}
 # $((6*7)) only becomes 42 if a shell really ran the command.
-COMMAND = "echo compat-$((6*7))"
-COMMAND_OUTPUT = "compat-42"
-TOOL_PROMPT = f"Please run the shell command `{COMMAND}` and tell me what it printed."
+# Two commands: two model steps in one turn (Gemini 3 checks the signature of each step).
+COMMANDS = ("echo compat-$((6*7))", "echo second-$((2+3))")
+COMMAND_OUTPUT = "compat-42 | second-5"
+TOOL_PROMPT = (
+    f"Please run the shell command `{COMMANDS[0]}`, then the shell command `{COMMANDS[1]}`, "
+    "and tell me what they printed."
+)
 
 
 def png(width: int, height: int) -> bytes:

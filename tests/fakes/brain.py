@@ -10,8 +10,9 @@ What the model does, looking at the last user turn:
 - a tool result came back: it answers with the tool's output (``TOOL OUTPUT: …``);
 - an image is attached (in the prompt or in a tool result): it describes what it decoded
   (``I SEE A PNG IMAGE 3x2``), so a test sees that the bytes really arrived;
-- the prompt asks to run a shell command in backticks: it calls the client's shell tool, with
-  the tool name and input fields taken from the tools the client declared;
+- the prompt asks to run shell commands in backticks: it calls the client's shell tool, one
+  command a step, with the tool name and input fields taken from the tools the client
+  declared, and once every command's result is back it answers with their outputs;
 - the prompt asks to read a file: it calls the client's file-reading tool;
 - anything else: it says hello.
 With thinking requested it thinks first (``THINKING: …``).
@@ -26,7 +27,7 @@ from typing import Any
 
 HELLO = "Hello from the fake model."
 TOOL_OUTPUT = "TOOL OUTPUT: "
-_RUN = re.compile(r"run the shell command\s*`([^`]+)`", re.IGNORECASE)
+_RUN = re.compile(r"shell command\s*`([^`]+)`", re.IGNORECASE)
 _READ = re.compile(r"read the file\s*`([^`]+)`", re.IGNORECASE)
 
 
@@ -98,21 +99,36 @@ def think(turns: list[Turn], tools: list[Tool], *, thinking: bool) -> Plan:
     results = [p for p in last.parts if p.kind == "tool_result"]
     images = [p for p in last.parts if p.kind == "image"] + [i for r in results for i in r.images]
     prompt = _user_text(last)
-    everything = "\n".join(p.text for p in last.parts if p.kind == "text")
+    # The turn that asked for commands, and the tool results that came back since: one command
+    # per model step, so a prompt with two commands makes a two-step tool loop.
+    asked = next(
+        (
+            i
+            for i in range(len(turns) - 1, -1, -1)
+            if turns[i].role == "user" and _RUN.search(_texts(turns[i]))
+        ),
+        None,
+    )
     if images:
         plan.text = "; ".join(describe_image(i.mime, i.data) for i in images)
-    elif results:
-        plan.text = TOOL_OUTPUT + results[-1].text.strip()
-    elif match := _RUN.search(everything):
+    elif asked is not None:
+        commands = _RUN.findall(_texts(turns[asked]))
+        done = [
+            p for t in turns[asked:] if t.role == "user" for p in t.parts if p.kind == "tool_result"
+        ]
         shell = _find_tool(tools, ("Bash", "bash", "shell"), "command")
-        if shell is None:
+        if len(done) >= len(commands):
+            plan.text = TOOL_OUTPUT + " | ".join(r.text.strip() for r in done[-len(commands) :])
+        elif shell is None:
             plan.text = "I have no shell tool."
         else:
             plan.tool_name = shell.name
-            plan.tool_input = {"command": match.group(1)}
+            plan.tool_input = {"command": commands[len(done)]}
             if "description" in shell.schema.get("properties", {}):
                 plan.tool_input["description"] = "Run the command the user asked for"
-    elif match := _READ.search(everything):
+    elif results:
+        plan.text = TOOL_OUTPUT + results[-1].text.strip()
+    elif match := _READ.search(_texts(last)):
         reader = _find_tool(tools, ("Read",), "file_path")
         if reader is None:
             plan.text = "I have no file-reading tool."
@@ -125,6 +141,10 @@ def think(turns: list[Turn], tools: list[Tool], *, thinking: bool) -> Plan:
         goal = f"call {plan.tool_name}" if plan.calls_tool else "answer"
         plan.thinking = f"THINKING: the user wrote {len(prompt)} characters; I will {goal}."
     return plan
+
+
+def _texts(turn: Turn) -> str:
+    return "\n".join(p.text for p in turn.parts if p.kind == "text")
 
 
 def estimate_tokens(payload: bytes) -> int:

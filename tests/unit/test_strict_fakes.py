@@ -252,3 +252,17 @@ def test_openai_strict_reasoning_model_refuses_max_tokens_and_unknown_arguments(
     assert (
         body_of(unknown)["error"]["message"] == "Unrecognized request argument supplied: thinking"
     )
+
+
+def test_the_brain_runs_one_command_a_step_then_answers_with_every_output():
+    tools = [brain.Tool("Bash", BASH)]
+    prompt = brain.Turn(
+        "user", [brain.Part("text", text="run the shell command `a` then the shell command `b`")]
+    )
+    first = brain.think([prompt], tools, thinking=False)
+    assert first.tool_input == {"command": "a"}
+    call = brain.Turn("assistant", [brain.Part("tool_call", name="Bash")])
+    turns = [prompt, call, brain.Turn("user", [brain.Part("tool_result", text="A")])]
+    assert brain.think(turns, tools, thinking=False).tool_input == {"command": "b"}
+    turns += [call, brain.Turn("user", [brain.Part("tool_result", text="B")])]
+    assert brain.think(turns, tools, thinking=False).text == brain.TOOL_OUTPUT + "A | B"
