@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 from typing import Any
@@ -270,7 +271,8 @@ class OpenAIFake(StrictFake):
 
     def _call(self, plan: brain.Plan) -> dict[str, Any]:
         return {
-            "id": "call_" + self.sign(plan.tool_name)[4:20].replace("/", "_").replace("+", "-"),
+            # Unique per call, as OpenAI's are (a repeated id confuses clients' tool bookkeeping).
+            "id": "call_" + hashlib.sha256(json.dumps(plan.tool_input).encode()).hexdigest()[:24],
             "type": "function",
             "function": {"name": plan.tool_name, "arguments": json.dumps(plan.tool_input)},
         }
