@@ -87,6 +87,11 @@ row attaches a PNG through `--input-format stream-json` (Claude Code's way of se
 in `-p` mode); `/context` runs as `claude -p "/context"`, which 2.1.197 supports, plus the SDK's
 `count_tokens`.
 
+One rule of the fakes is contested: the Gemini 2.5 fake refuses `thinkingLevel` with 400
+"Thinking level is not supported for this model.", which is what users of 2.5 Pro report
+(microsoft/vscode#334581, RooCodeInc/Roo-Code#10700) although Google's thinking page lists
+levels for 2.5; `LEVELS_ON_GEMINI_2_5` in `tests/fakes/gemini_api.py` switches it.
+
 ## Every cell
 
 {chr(10).join(details)}

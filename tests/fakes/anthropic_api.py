@@ -54,6 +54,7 @@ ASSISTANT_BLOCKS = frozenset({"text", "tool_use", "thinking", "redacted_thinking
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 TOOL_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
 OAUTH_BETA = "oauth-2025-04-20"
+BETA_FIELDS = {"context_management": "context-management-2025-06-27"}
 SYSTEM_BETA = "mid-conversation-system-2026-04-07"
 
 
@@ -100,6 +101,11 @@ class AnthropicFake(StrictFake):
                 raise invalid("max_tokens: Field required")
             self._check_thinking(body.get("thinking"), max_tokens)
         betas = {b.strip() for b in request.headers.get("anthropic-beta", "").split(",")}
+        for name, beta in BETA_FIELDS.items():
+            # Beta fields exist only under their beta: a proxy that loses the client's
+            # anthropic-beta header gets the API's unknown-field answer.
+            if name in body and beta not in betas:
+                raise invalid(f"{name}: Extra inputs are not permitted")
         tools = self._check_tools(body.get("tools"))
         self._check_system(body.get("system"))
         turns = self._check_messages(body.get("messages"), SYSTEM_BETA in betas)

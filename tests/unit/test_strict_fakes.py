@@ -49,6 +49,16 @@ def test_anthropic_rejects_unknown_fields_with_the_apis_message():
     assert body_of(response)["error"]["message"] == "foo: Extra inputs are not permitted"
 
 
+def test_anthropic_beta_fields_need_their_beta():
+    body = anthropic_body(context_management={"edits": []})
+    refused = post(AnthropicFake(["sk-a"]), "/v1/messages", body, KEY)
+    assert (
+        body_of(refused)["error"]["message"] == "context_management: Extra inputs are not permitted"
+    )
+    beta = {**KEY, "anthropic-beta": "context-management-2025-06-27"}
+    assert post(AnthropicFake(["sk-a"]), "/v1/messages", body, beta).status == 200
+
+
 def test_anthropic_oauth_takes_only_bearer_with_the_oauth_beta():
     fake = AnthropicFake(["sk-ant-oat01-x"], oauth=True)
     version = {"anthropic-version": "2023-06-01"}
