@@ -108,15 +108,24 @@ def check_hello(cell: Cell) -> Outcome:
             model=cell.model, max_tokens=256, messages=[{"role": "user", "content": "say hello"}]
         )
         text = "".join(b.text for b in message.content if b.type == "text")
-        if text != brain.HELLO:
-            return Outcome(False, f"SDK create: answer {text!r}; {why(cell)}")
+        if text != brain.HELLO or message.content[-1].type != "text":
+            kinds = [b.type for b in message.content]
+            return Outcome(False, f"SDK create: answer {text!r} in {kinds}; {why(cell)}")
         with client.messages.stream(
             model=cell.model, max_tokens=256, messages=[{"role": "user", "content": "say hello"}]
         ) as stream:
             final = stream.get_final_message()
         text = "".join(b.text for b in final.content if b.type == "text")
-        if text != brain.HELLO or final.stop_reason != "end_turn":
-            return Outcome(False, f"SDK stream: answer {text!r} ({final.stop_reason}); {why(cell)}")
+        # The answer must be the last block: clients take the last block as the answer.
+        if (
+            text != brain.HELLO
+            or final.stop_reason != "end_turn"
+            or final.content[-1].type != "text"
+        ):
+            kinds = [b.type for b in final.content]
+            return Outcome(
+                False, f"SDK stream: answer {text!r} in {kinds} ({final.stop_reason}); {why(cell)}"
+            )
     finally:
         client.close()
     return Outcome(True, "Claude Code, SDK create and SDK stream")
