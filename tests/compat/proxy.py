@@ -10,7 +10,6 @@ order. A daphne starts in about a second, so isolation costs little.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import os
 import shutil
@@ -130,7 +129,6 @@ class Relay:
         self.out_dir = out_dir
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.port = 0
-        self._ids = itertools.count(1)
         self.connections: list[tuple[bytearray, bytearray]] = []
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)

@@ -174,11 +174,6 @@ def _check_openapi_schema(schema: Any, where: str) -> None:
                 _check_openapi_schema(sub, f"{where}.any_of[{i}]")
 
 
-def _lower_types(schema: Any) -> Any:
-    """An OpenAPI-subset schema as JSON Schema enough for the brain (it reads properties)."""
-    return schema if isinstance(schema, dict) else {}
-
-
 class GeminiFake(StrictFake):
     family = "gemini"
 
@@ -269,9 +264,9 @@ class GeminiFake(StrictFake):
                     )
                 if "parameters" in declaration:
                     _check_openapi_schema(declaration["parameters"], f"{where}.parameters")
-                schema = declaration.get("parametersJsonSchema") or _lower_types(
-                    declaration.get("parameters")
-                )
+                # The brain only reads "properties", which both schema dialects spell alike.
+                schema = declaration.get("parametersJsonSchema") or declaration.get("parameters")
+                schema = schema if isinstance(schema, dict) else {}
                 tools.append(brain.Tool(declaration.get("name", ""), schema))
         turns = self._check_contents(body.get("contents"))
         return turns, tools, thinking
