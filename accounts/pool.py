@@ -14,16 +14,18 @@ import contextvars
 import logging
 import time
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
 from accounts import catalog, crypto, omissions, patterns, quota, versions
-from accounts.cooldown import Failure, QuotaRecord
+from accounts.cooldown import Failure, QuotaRecord, apply_failure
 from accounts.rotation import Selector
+from accounts.store import RETRY_SECONDS, DatabaseFailure, StoreHealth, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -342,6 +344,14 @@ class Counters:
         self.flushed_at = time.monotonic()
         self.flushes = 0
 
+    def restore(self, drained: tuple[dict[int, int], dict[int, int], dict[int, float]]) -> None:
+        """Put back counts whose write failed, for the next flush."""
+        successes, failures, keys_used = drained
+        self.successes.update(successes)
+        self.failures.update(failures)
+        for key_id, used_at in keys_used.items():
+            self.keys_used[key_id] = max(used_at, self.keys_used.get(key_id, 0.0))
+
     def drain(self) -> tuple[dict[int, int], dict[int, int], dict[int, float]]:
         drained = (dict(self.successes), dict(self.failures), dict(self.keys_used))
         self.successes.clear()
@@ -364,6 +374,7 @@ class Pool:
         self.board = QuotaBoard()
         self.selector = Selector()
         self.counters = Counters()
+        self.store = StoreHealth()
         self._checked_at = 0.0
         self._background: set[asyncio.Task] = set()
         self._flush_timer: asyncio.Task | None = None
@@ -373,10 +384,15 @@ class Pool:
         self.__init__()
 
     async def current(self) -> Snapshot:
-        if (
-            self.snapshot is None
-            or time.monotonic() - self._checked_at >= settings.POOL_REFRESH_SECONDS
-        ):
+        if self.snapshot is None:
+            await self.refresh()
+        elif self.store.down:
+            # Never make a request wait on a database known to be away: serve from memory and
+            # try it again in the background.
+            if time.monotonic() - self._checked_at >= RETRY_SECONDS:
+                self._checked_at = time.monotonic()
+                self.spawn(self.refresh())
+        elif time.monotonic() - self._checked_at >= settings.POOL_REFRESH_SECONDS:
             await self.refresh()
         assert self.snapshot is not None
         if (
@@ -393,6 +409,20 @@ class Pool:
     async def refresh(self) -> None:
         # Mark first so concurrent requests do not all run the check.
         self._checked_at = time.monotonic()
+        try:
+            await self._refresh()
+        except DatabaseFailure as exc:
+            self.store.failed(exc)
+            if self.snapshot is None:
+                raise StoreUnavailable(self.store.error) from exc
+            return
+        self.store.recovered()
+
+    async def _refresh(self) -> None:
+        if self.store.owed:
+            # First what this worker owes (cooldowns it applied in memory): the board reloaded
+            # below must include them.
+            await database_sync_to_async(self.store.replay)()
         current = await versions.read()
         if current is None:
             current = await database_sync_to_async(versions.read_from_database)()
@@ -413,7 +443,8 @@ class Pool:
         self.counters.failures[route.credential_id] += 1
         if not failure.counts_against_credential:
             return None
-        record = await database_sync_to_async(quota.persist_failure)(
+        persist = partial(
+            quota.persist_failure,
             route.credential_id,
             route.upstream_model,
             failure,
@@ -421,9 +452,28 @@ class Pool:
             transient_seconds=config.transient_error_cooldown_seconds,
             cooling_disabled=config.cooling_disabled_for(route.credential),
         )
+        scope = "" if failure.credential_wide else route.upstream_model
+        if not self.store.down:
+            try:
+                record = await database_sync_to_async(persist)()
+            except DatabaseFailure as exc:
+                self.store.failed(exc)
+            else:
+                if record is not None:
+                    self.board.put(route.credential_id, scope, record)
+                return record
+        # The database is away: cool the credential down in this worker now, and write the
+        # same failure (its own time) when the database is back.
+        record = apply_failure(
+            self.board.get(route.credential_id, scope),
+            failure,
+            persist.args[3],
+            transient_seconds=config.transient_error_cooldown_seconds,
+            cooling_disabled=config.cooling_disabled_for(route.credential),
+        )
         if record is not None:
-            scope = "" if failure.credential_wide else route.upstream_model
             self.board.put(route.credential_id, scope, record)
+        self.store.owe(persist)
         return record
 
     async def record_success(self, route: Route) -> None:
@@ -431,9 +481,8 @@ class Pool:
         # Only the first success after a failure writes: it clears that model's state.
         if self.board.get(route.credential_id, route.upstream_model) is not None:
             self.board.put(route.credential_id, route.upstream_model, None)
-            await database_sync_to_async(quota.persist_success)(
-                route.credential_id, route.upstream_model
-            )
+            persist = partial(quota.persist_success, route.credential_id, route.upstream_model)
+            await self.write(persist)
 
     async def learn_omission(self, route: Route, field_name: str, excerpt: str) -> None:
         """Remember that ``route``'s server refuses ``field_name`` (``excerpt``: its redacted
@@ -457,12 +506,30 @@ class Pool:
             self.counters.flushed_at = time.monotonic()
             return
         drained = self.counters.drain()
+        if self.store.down:
+            self.counters.restore(drained)  # written once the database is back
+            return
         try:
             await database_sync_to_async(quota.flush_counters)(*drained, time.time())
             if self.counters.flushes % 100 == 1:
                 await database_sync_to_async(quota.prune_traces)(time.time())
+        except DatabaseFailure as exc:
+            self.store.failed(exc)
+            self.counters.restore(drained)
         except Exception:
             logger.exception("could not flush request counters")
+
+    async def write(self, write: Callable[[], object]) -> None:
+        """A bookkeeping write (sync, on a worker thread); owed for later while the database
+        is away, so it is never lost and never makes a request fail."""
+        if self.store.down:
+            self.store.owe(write)
+            return
+        try:
+            await database_sync_to_async(write)()
+        except DatabaseFailure as exc:
+            self.store.failed(exc)
+            self.store.owe(write)
 
     def start_flush_timer(self) -> None:
         """Flush the counters every ``STATS_FLUSH_SECONDS`` whether or not requests arrive, so
@@ -478,6 +545,8 @@ class Pool:
     async def _flush_periodically(self) -> None:
         while True:
             await asyncio.sleep(settings.STATS_FLUSH_SECONDS)
+            if self.store.down and self.snapshot is not None:
+                await self.refresh()  # back? then it writes what is owed, then the counters
             await self.flush()
 
     async def shutdown(self) -> None:

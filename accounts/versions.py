@@ -72,6 +72,10 @@ def redis_configured() -> bool:
     return bool(settings.REDIS_URL)
 
 
+def ping_sync() -> None:
+    _sync_redis().ping()
+
+
 async def ping() -> None:
     """Raises when Redis does not answer (readiness checks)."""
     await _async_redis().ping()

@@ -4,7 +4,8 @@
 
 POST .../v1/messages answers a fixed message; with "stream": true it sends SSE events, each
 carrying the wall-clock time it was written (``sent_at``) so the client can measure relay delay.
-``"bench_gap_ms"`` in the body sets the pause between streamed events.
+``"bench_gap_ms"`` in the body sets the pause between streamed events, ``"bench_deltas"`` how
+many text deltas a stream carries (10).
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 )
                 await writer.drain()
                 continue
-            gap = json.loads(body).get("bench_gap_ms", 0) / 1000
+            options = json.loads(body)
+            gap = options.get("bench_gap_ms", 0) / 1000
+            deltas = int(options.get("bench_deltas", 10))
             writer.write(
                 b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
             )
@@ -88,7 +91,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                             "delta": {"type": "text_delta", "text": f"w{i} "},
                         },
                     )
-                    for i in range(10)
+                    for i in range(deltas)
                 ],
                 ("content_block_stop", {"type": "content_block_stop", "index": 0}),
                 (

@@ -15,7 +15,8 @@ from django.http import HttpRequest
 from accounts import keys
 from accounts.models import ClientKey
 from accounts.pool import ClientKeyView, Snapshot, pool
-from claude_api.errors import AuthenticationFailed
+from accounts.store import DatabaseFailure
+from claude_api.errors import AuthenticationFailed, StoreUnreachable
 
 NEGATIVE_TTL = 5.0
 _unknown: dict[str, float] = {}
@@ -52,9 +53,16 @@ async def _lookup(digest: str) -> ClientKeyView | None:
     now = time.monotonic()
     if _unknown.get(digest, 0) > now:
         return None
-    row = await database_sync_to_async(
-        lambda: ClientKey.objects.filter(digest=digest, enabled=True).first()
-    )()
+    if pool.store.down:
+        raise StoreUnreachable()
+    try:
+        row = await database_sync_to_async(
+            lambda: ClientKey.objects.filter(digest=digest, enabled=True).first()
+        )()
+    except DatabaseFailure as exc:
+        # A key this worker has not seen, and no database to ask: neither yes nor no.
+        pool.store.failed(exc)
+        raise StoreUnreachable() from exc
     if row is None:
         if len(_unknown) > 10_000:
             _unknown.clear()

@@ -21,9 +21,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import TypeVar
-
-from channels.db import database_sync_to_async
 
 from accounts import cooldown, quota
 from accounts.pool import Route, Snapshot, pool
@@ -412,7 +411,7 @@ class Dispatch:
             "duration_ms": int((time.monotonic() - self.started) * 1000),
             "steps": self.steps,
         }
-        pool.spawn(database_sync_to_async(quota.save_trace)(trace))
+        pool.spawn(pool.write(partial(quota.save_trace, trace)))
 
 
 def _iso(epoch: float | None) -> str:

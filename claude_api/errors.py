@@ -9,6 +9,7 @@ ProxyError                      status, error_type, message, headers
 ├── RequestTooLarge             413 request_too_large
 ├── AllCoolingDown              429 rate_limit_error (+ Retry-After)
 ├── NoCredentialAvailable       503 api_error
+├── StoreUnreachable            503 api_error (+ Retry-After): the database is away, nothing cached
 └── UpstreamError               the upstream's own status and envelope
 """
 
@@ -127,6 +128,20 @@ class AllCoolingDown(ProxyError):
 class NoCredentialAvailable(ProxyError):
     status = 503
     error_type = "api_error"
+
+
+class StoreUnreachable(ProxyError):
+    """The database does not answer and this worker has nothing cached to decide with (it has
+    just started, or a client key it has never seen)."""
+
+    status = 503
+    error_type = "api_error"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The proxy cannot reach its database right now; try again in a few seconds.",
+            headers={"retry-after": "5"},
+        )
 
 
 class UpstreamError(ProxyError):

@@ -8,8 +8,9 @@ from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
+from accounts.store import StoreUnavailable
 from claude_api.api import router
-from claude_api.errors import AuthenticationFailed, InvalidRequest, ProxyError
+from claude_api.errors import AuthenticationFailed, InvalidRequest, ProxyError, StoreUnreachable
 
 logger = logging.getLogger("claude_api")
 
@@ -53,6 +54,11 @@ def authentication_error(request: HttpRequest, exc: AuthenticationError) -> Http
 @api.exception_handler(HttpError)
 def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     return error_response(request, ProxyError(str(exc), status=exc.status_code))
+
+
+@api.exception_handler(StoreUnavailable)
+def store_unavailable(request: HttpRequest, exc: StoreUnavailable) -> HttpResponse:
+    return error_response(request, StoreUnreachable())
 
 
 @api.exception_handler(Exception)

@@ -84,7 +84,9 @@ class GeminiProvider(Provider):
         schema. Returns a 2xx response (unread); raises UpstreamError otherwise."""
         mode = _schema_mode(call)
         while True:
-            payload = gemini.build_request(call.request.body, schema_mode=mode)
+            payload = gemini.build_request(
+                call.request.body, schema_mode=mode, model=call.upstream_model
+            )
             response = await post(
                 call,
                 self._url(call, action),

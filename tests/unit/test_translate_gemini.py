@@ -22,6 +22,7 @@ from claude_api.translate.gemini import (
     parse_error,
     tool_name_map,
     translate_response,
+    uses_thinking_levels,
 )
 from claude_api.translate.gemini.schema import ALLOWED_KEYWORDS
 
@@ -1115,8 +1116,9 @@ def test_it_maps_sampling_and_stop_sequences():
             {"thinkingLevel": "LOW", "includeThoughts": True},
         ),
         (
+            # Gemini 3 Pro takes LOW and HIGH only.
             {"thinking": {"type": "adaptive"}, "output_config": {"effort": "medium"}},
-            {"thinkingLevel": "MEDIUM", "includeThoughts": True},
+            {"thinkingLevel": "HIGH", "includeThoughts": True},
         ),
         (
             {"thinking": {"type": "adaptive"}, "output_config": {"effort": "xhigh"}},
@@ -1132,9 +1134,41 @@ def test_it_maps_sampling_and_stop_sequences():
         ({}, None),
     ],
 )
-def test_it_maps_thinking(extra: dict[str, Any], expected: dict[str, Any] | None):
-    config = build_request(body([user("hi")], **extra))["generationConfig"]
-    assert config.get("thinkingConfig") == expected
+def test_it_maps_thinking_for_gemini_3(extra: dict[str, Any], expected: dict[str, Any] | None):
+    request = build_request(body([user("hi")], **extra), model="gemini-3-pro-preview")
+    assert request["generationConfig"].get("thinkingConfig") == expected
+
+
+@pytest.mark.parametrize(
+    ("effort", "budget"),
+    [("low", 1024), ("medium", 8192), ("high", -1), ("xhigh", -1), ("max", -1)],
+)
+def test_it_maps_adaptive_effort_to_a_budget_before_gemini_3(effort: str, budget: int):
+    # Gemini 2.5 refuses thinkingLevel: "Thinking level is not supported for this model."
+    extra = {"thinking": {"type": "adaptive"}, "output_config": {"effort": effort}}
+    request = build_request(body([user("hi")], **extra), model="gemini-2.5-pro")
+    assert request["generationConfig"]["thinkingConfig"] == {
+        "thinkingBudget": budget,
+        "includeThoughts": True,
+    }
+
+
+@pytest.mark.parametrize(
+    ("model", "levels"),
+    [
+        ("gemini-3-pro-preview", True),
+        ("gemini-3.1-flash", True),
+        ("models/gemini-3-flash-preview", True),
+        ("gemini-10-ultra", True),
+        ("gemini-2.5-pro", False),
+        ("gemini-2.0-flash", False),
+        ("gemini-exp-1206", False),
+        ("", False),
+        ("my-alias", False),
+    ],
+)
+def test_it_knows_which_models_think_by_level(model: str, levels: bool):
+    assert uses_thinking_levels(model) is levels
 
 
 def test_it_builds_a_count_tokens_request_with_system_and_tools():

@@ -31,6 +31,7 @@ from claude_api.translate.gemini.request import (
     SKIP_SIGNATURE,
     build_count_tokens_request,
     build_request,
+    uses_thinking_levels,
 )
 from claude_api.translate.gemini.response import parse_count_tokens_response, translate_response
 from claude_api.translate.gemini.stream import StreamTranslator
@@ -47,4 +48,5 @@ __all__ = [
     "parse_error",
     "tool_name_map",
     "translate_response",
+    "uses_thinking_levels",
 ]

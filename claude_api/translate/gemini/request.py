@@ -29,8 +29,11 @@ MAX_STOP_SEQUENCES = 5
 _TAG_LEN = len(GEMINI_SIGNATURE_TAG)
 
 
-def build_request(body: dict[str, Any], *, schema_mode: str = "json_schema") -> dict[str, Any]:
-    """An Anthropic Messages request body as a Gemini ``GenerateContentRequest`` (no model).
+def build_request(
+    body: dict[str, Any], *, schema_mode: str = "json_schema", model: str = ""
+) -> dict[str, Any]:
+    """An Anthropic Messages request body as a Gemini ``GenerateContentRequest`` (the model
+    goes in the URL; ``model`` is the upstream model's name, which decides the thinking style).
 
     ``schema_mode`` is ``"json_schema"`` (``parametersJsonSchema``, real JSON Schema) or
     ``"parameters"`` (the sanitised OpenAPI subset, for endpoints that reject the former).
@@ -52,7 +55,7 @@ def build_request(body: dict[str, Any], *, schema_mode: str = "json_schema") -> 
         tool_config = _tool_config(body.get("tool_choice"), names)
         if tool_config:
             request["toolConfig"] = tool_config
-    generation_config = _generation_config(body)
+    generation_config = _generation_config(body, model)
     if generation_config:
         request["generationConfig"] = generation_config
     return request
@@ -115,10 +118,24 @@ def _tool_config(choice: Any, names: dict[str, str]) -> dict[str, Any] | None:
     return None
 
 
-_EFFORT_LEVELS = {"low": "LOW", "medium": "MEDIUM", "high": "HIGH", "xhigh": "HIGH", "max": "HIGH"}
+# Claude's adaptive-thinking effort, as Gemini 3's thinkingLevel. Gemini 3 Pro takes only LOW
+# and HIGH ("thinking_level MEDIUM is not supported by this model"), so medium rounds up.
+_EFFORT_LEVELS = {"low": "LOW", "medium": "HIGH", "high": "HIGH", "xhigh": "HIGH", "max": "HIGH"}
+# The same effort as a budget, for models before Gemini 3, which refuse thinkingLevel ("Thinking
+# level is not supported for this model."); -1 lets the model decide (dynamic thinking).
+_EFFORT_BUDGETS = {"low": 1024, "medium": 8192, "high": -1, "xhigh": -1, "max": -1}
 
 
-def _generation_config(body: dict[str, Any]) -> dict[str, Any]:
+def uses_thinking_levels(model: str) -> bool:
+    """Gemini 3 and later think by level; 2.5 and earlier by token budget."""
+    name = model.rsplit("/", 1)[-1].lower()
+    if not name.startswith("gemini-"):
+        return False
+    major = name.removeprefix("gemini-").split("-", 1)[0].split(".", 1)[0]
+    return major.isdigit() and int(major) >= 3
+
+
+def _generation_config(body: dict[str, Any], model: str) -> dict[str, Any]:
     config: dict[str, Any] = {}
     max_tokens = body.get("max_tokens")
     if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and max_tokens > 0:
@@ -133,13 +150,13 @@ def _generation_config(body: dict[str, Any]) -> dict[str, Any]:
         value = body.get(source)
         if isinstance(value, int | float) and not isinstance(value, bool):
             config[target] = value
-    thinking = _thinking_config(body)
+    thinking = _thinking_config(body, model)
     if thinking:
         config["thinkingConfig"] = thinking
     return config
 
 
-def _thinking_config(body: dict[str, Any]) -> dict[str, Any] | None:
+def _thinking_config(body: dict[str, Any], model: str) -> dict[str, Any] | None:
     thinking = body.get("thinking")
     if not isinstance(thinking, dict):
         return None  # absent: let the model use its default
@@ -152,11 +169,12 @@ def _thinking_config(body: dict[str, Any]) -> dict[str, Any] | None:
     if kind == "adaptive":
         output_config = body.get("output_config")
         effort = output_config.get("effort") if isinstance(output_config, dict) else None
-        level = _EFFORT_LEVELS.get(effort) if isinstance(effort, str) else None
+        if not isinstance(effort, str) or effort not in _EFFORT_LEVELS:
+            return {"thinkingBudget": -1, "includeThoughts": True}
         # Never both: Gemini 400s on a thinkingConfig with a budget and a level.
-        if level:
-            return {"thinkingLevel": level, "includeThoughts": True}
-        return {"thinkingBudget": -1, "includeThoughts": True}
+        if uses_thinking_levels(model):
+            return {"thinkingLevel": _EFFORT_LEVELS[effort], "includeThoughts": True}
+        return {"thinkingBudget": _EFFORT_BUDGETS[effort], "includeThoughts": True}
     return None  # disabled (or unknown): the model default
 
 
