@@ -113,15 +113,15 @@ class Cell:
                 for n, secret in enumerate(secrets[: self.row.credentials])
             ]
             spec = {"credentials": credentials, "settings": self.row.settings}
-            daphne = Daphne(self.out_dir / "proxy", spec, self.template)
-            self.key = daphne.key
-            self.relay = Relay(daphne.port, self.out_dir / "client-proxy")
             try:
+                daphne = Daphne(self.out_dir / "proxy", spec, self.template)
+                self.key = daphne.key
+                self.relay = Relay(daphne.port, self.out_dir / "client-proxy")
                 outcome = self.row.check(self)
-            except Exception as exc:  # a harness or client crash is a failed cell, with why
-                outcome = Outcome(False, f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # a harness, proxy or client crash is a failed cell, with why
+                outcome = Outcome(False, f"{type(exc).__name__}: {str(exc)[:300]}")
                 (self.out_dir / "traceback.txt").write_text(traceback.format_exc())
-            if self.hold:
+            if self.hold and self.relay:
                 self._hold(outcome)
         finally:
             if self.relay:

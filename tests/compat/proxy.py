@@ -94,6 +94,7 @@ class Daphne:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self._log.close()
                 raise RuntimeError(f"daphne exited: {self.log_path.read_text()[-2000:]}")
             try:
                 if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
@@ -101,6 +102,7 @@ class Daphne:
                     return
             except httpx.HTTPError:
                 time.sleep(0.1)
+        self.stop()  # never leave a half-started server behind
         raise RuntimeError("daphne did not start within 60 s")
 
     @property
