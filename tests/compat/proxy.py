@@ -95,7 +95,8 @@ class Daphne:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 self._log.close()
-                raise RuntimeError(f"daphne exited: {self.log_path.read_text()[-2000:]}")
+                lines = self.log_path.read_text().strip().splitlines() or ["(no output)"]
+                raise RuntimeError(f"daphne exited: {lines[-1]} (see proxy/daphne.log)")
             try:
                 if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
                     self.key = key_path.read_text().strip()
