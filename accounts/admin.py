@@ -22,7 +22,7 @@ from django.contrib.admin import helpers
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -32,7 +32,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
-from accounts import keys, omissions, quota, signals, versions
+from accounts import admin_accounts, keys, omissions, quota, signals, versions
 from accounts.forms import ClientKeyForm, CredentialForm
 from accounts.models import (
     ClientKey,
@@ -141,6 +141,7 @@ class CredentialStateFilter(admin.SimpleListFilter):
             ("ok", "OK"),
             ("blocked", "Cooling or needs attention"),
             ("attention", "Needs attention"),
+            ("needs_login", "Needs login (accounts)"),
         ]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
@@ -150,6 +151,10 @@ class CredentialStateFilter(admin.SimpleListFilter):
             return queryset.exclude(pk__in=blocked.values("credential_id"))
         if self.value() == "blocked":
             return queryset.filter(pk__in=blocked.values("credential_id"))
+        if self.value() == "needs_login":
+            return queryset.filter(auth_kind="oauth").filter(
+                Q(oauth__isnull=True) | Q(oauth__state="needs_login")
+            )
         if self.value() == "attention":
             attention = blocked.filter(status=QuotaStatus.ATTENTION)
             return queryset.filter(pk__in=attention.values("credential_id"))
@@ -183,11 +188,12 @@ class CredentialAdmin(NoSecretLookupsMixin, admin.ModelAdmin):
         "recent",
     )
     list_display_links = ("label",)
-    list_filter = (CredentialStateFilter, "provider", "enabled")
+    list_filter = (CredentialStateFilter, "provider", "auth_kind", "enabled")
     # Never a secret field here: a search box is a lookup too.
     search_fields = ("label", "prefix", "base_url", "models__name", "models__alias")
     readonly_fields = (
         "current_secret",
+        "account",
         "quota_table",
         "recent_activity",
         "recent_traces",
@@ -231,6 +237,7 @@ class CredentialAdmin(NoSecretLookupsMixin, admin.ModelAdmin):
             "State",
             {
                 "fields": (
+                    "account",
                     "quota_table",
                     "learned_omissions_summary",
                     "reset_learned_omissions",
@@ -246,6 +253,7 @@ class CredentialAdmin(NoSecretLookupsMixin, admin.ModelAdmin):
     _change_only = frozenset(
         {
             "current_secret",
+            "account",
             "quota_table",
             "recent_activity",
             "recent_traces",
@@ -256,7 +264,16 @@ class CredentialAdmin(NoSecretLookupsMixin, admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Credential]:
         # The status and models columns read these for every row: prefetch, never N+1.
-        return super().get_queryset(request).prefetch_related("quota", "models")
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("oauth")
+            .prefetch_related("quota", "models")
+        )
+
+    def get_urls(self) -> list:
+        # The account login and import pages live under the credential changelist.
+        return admin_accounts.urls(self) + super().get_urls()
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return CredentialChangeList
@@ -288,11 +305,14 @@ class CredentialAdmin(NoSecretLookupsMixin, admin.ModelAdmin):
     @admin.display(description="status")
     def status(self, obj: Credential) -> SafeString:
         lines = status_lines(obj.quota.all(), timezone.now())
+        needs_login = admin_accounts.needs_login_line(obj)
+        if needs_login:
+            lines = [needs_login] + [line for line in lines if line != "ok"]
         return format_html_join(mark_safe("<br>"), "{}", ((line,) for line in lines))
 
     @admin.display(description="secret")
     def secret_column(self, obj: Credential) -> str:
-        return obj.secret_hint or "—"
+        return admin_accounts.account_column(obj) or obj.secret_hint or "—"
 
     @admin.display(description="models")
     def models_summary(self, obj: Credential) -> SafeString | str:
@@ -316,6 +336,10 @@ class CredentialAdmin(NoSecretLookupsMixin, admin.ModelAdmin):
     @admin.display(description="current secret")
     def current_secret(self, obj: Credential) -> str:
         return obj.secret_hint or "—"
+
+    @admin.display(description="account")
+    def account(self, obj: Credential) -> SafeString | str:
+        return admin_accounts.account_panel(obj)
 
     @admin.display(description="quota state")
     def quota_table(self, obj: Credential) -> SafeString | str:
@@ -353,7 +377,7 @@ class CredentialAdmin(NoSecretLookupsMixin, admin.ModelAdmin):
         lines = omissions.describe(obj.learned_omissions)
         if not lines:
             return "none: every field the proxy adds is sent"
-        # The excerpts were redacted when they were stored (claude_api.redaction).
+        # The excerpts were redacted when they were stored (accounts.secrets).
         return format_html_join(mark_safe("<br>"), "omits: {}", ((line,) for line in lines))
 
     @admin.display(description=f"last {RECENT_HOURS} h")

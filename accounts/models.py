@@ -19,12 +19,21 @@ class Provider(models.TextChoices):
     ANTHROPIC = "anthropic", "Anthropic"
     GEMINI = "gemini", "Gemini"
     OPENAI = "openai", "OpenAI-compatible"
+    # ChatGPT (Codex) subscription accounts. They log in, refresh and show their state; the pool
+    # routes nothing to them until the Responses API provider exists.
+    CODEX = "codex", "Codex (ChatGPT account)"
+
+
+class AuthKind(models.TextChoices):
+    API_KEY = "api_key", "API key"
+    OAUTH = "oauth", "OAuth account"
 
 
 DEFAULT_BASE_URLS = {
     Provider.ANTHROPIC: "https://api.anthropic.com",
     Provider.GEMINI: "https://generativelanguage.googleapis.com",
     Provider.OPENAI: "",
+    Provider.CODEX: "https://chatgpt.com/backend-api/codex",
 }
 
 
@@ -32,12 +41,17 @@ class RoutingStrategy(models.TextChoices):
     ROUND_ROBIN = "round-robin", "Round-robin"
     FILL_FIRST = "fill-first", "Fill-first"
     WEIGHTED_ROUND_ROBIN = "weighted-round-robin", "Weighted round-robin"
+    # Within a priority tier, the subscription account with the most left of its binding window.
+    QUOTA_AWARE = "quota-aware", "Quota-aware (subscription accounts)"
 
 
 class Credential(models.Model):
     """One upstream account: an API key or OAuth token for one provider."""
 
     provider = models.CharField(max_length=20, choices=Provider.choices, default=Provider.ANTHROPIC)
+    # api_key: the secret below is sent as is. oauth: the secret is empty and the tokens live in
+    # OAuthToken, outside the pool snapshot, because they change every few hours.
+    auth_kind = models.CharField(max_length=10, choices=AuthKind.choices, default=AuthKind.API_KEY)
     label = models.CharField(max_length=100, help_text="A name operators recognise.")
     secret_encrypted = models.TextField(editable=False, default="")
     secret_hint = models.CharField(max_length=12, editable=False, default="")
@@ -368,6 +382,113 @@ class PoolVersion(models.Model):
 
     config = models.PositiveBigIntegerField(default=0)
     quota = models.PositiveBigIntegerField(default=0)
+    tokens = models.PositiveBigIntegerField(default=0)
 
     def __str__(self) -> str:
-        return f"config v{self.config}, quota v{self.quota}"
+        return f"config v{self.config}, quota v{self.quota}, tokens v{self.tokens}"
+
+
+class AccountState(models.TextChoices):
+    ACTIVE = "active", "Active"
+    # Terminal: the refresh token was refused. Not selected, not refreshed, until a new login or
+    # import replaces the tokens.
+    NEEDS_LOGIN = "needs_login", "Needs login"
+
+
+class OAuthToken(models.Model):
+    """The token set of one subscription account (a Credential with auth_kind=oauth).
+
+    Kept apart from Credential so that a refresh (every few hours per account) bumps only the
+    ``tokens`` counter and never makes the workers reload and decrypt the whole pool. Every token
+    is encrypted at rest; only a SHA-256 fingerprint of the refresh token is stored in the clear,
+    to refuse a second account holding the same token family.
+    """
+
+    credential = models.OneToOneField(Credential, on_delete=models.CASCADE, related_name="oauth")
+    # "<provider>:<account id or email>": one account per provider identity.
+    identity = models.CharField(max_length=300, unique=True, editable=False)
+    access_encrypted = models.TextField(editable=False, default="")
+    refresh_encrypted = models.TextField(editable=False, default="")
+    id_token_encrypted = models.TextField(editable=False, default="")
+    refresh_fingerprint = models.CharField(max_length=64, editable=False, default="")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_refresh_at = models.DateTimeField(null=True, blank=True)
+    # +1 on every new token set; a worker that saw version N and got a 401 refreshes only if the
+    # row still holds N (otherwise another worker already did).
+    token_version = models.PositiveBigIntegerField(default=1)
+    email = models.CharField(max_length=254, blank=True)
+    account_id = models.CharField(max_length=200, blank=True)
+    organization_id = models.CharField(max_length=200, blank=True)
+    organization_name = models.CharField(max_length=200, blank=True)
+    plan = models.CharField(max_length=60, blank=True)
+    state = models.CharField(
+        max_length=12, choices=AccountState.choices, default=AccountState.ACTIVE
+    )
+    state_reason = models.TextField(blank=True)
+    refresh_backoff_until = models.DateTimeField(null=True, blank=True)
+    refresh_failures = models.PositiveIntegerField(default=0)
+    last_refresh_error = models.TextField(blank=True)
+    # The cross-worker refresh lock: a worker takes it with a conditional UPDATE and gives it
+    # back when done; a crashed holder's lease simply runs out.
+    lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    lease_owner = models.CharField(max_length=40, blank=True, editable=False)
+    extras = models.JSONField(default=dict, blank=True, editable=False)
+    # The latest 5-hour / 7-day windows a response showed (accounts.windows), for the admin and
+    # proxy_status; written at most every 30 s per account, never bumping a counter.
+    quota_windows = models.JSONField(default=list, blank=True, editable=False)
+    windows_observed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["refresh_fingerprint"],
+                condition=~models.Q(refresh_fingerprint=""),
+                name="oauth_unique_refresh_token",
+            )
+        ]
+        verbose_name = "OAuth token set"
+
+    def __str__(self) -> str:
+        return f"{self.identity} ({self.get_state_display()})"
+
+    __repr__ = __str__
+
+    def get_access_token(self) -> str:
+        return crypto.decrypt(self.access_encrypted) if self.access_encrypted else ""
+
+    def get_refresh_token(self) -> str:
+        return crypto.decrypt(self.refresh_encrypted) if self.refresh_encrypted else ""
+
+    def get_id_token(self) -> str:
+        return crypto.decrypt(self.id_token_encrypted) if self.id_token_encrypted else ""
+
+
+class LoginStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    EXCHANGING = "exchanging", "Exchanging the code"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+
+
+class OAuthLogin(models.Model):
+    """A login in progress. In the database because the paste may reach another worker."""
+
+    state = models.CharField(max_length=64, unique=True)
+    provider = models.CharField(max_length=20, choices=Provider.choices)
+    verifier_encrypted = models.TextField(editable=False)
+    status = models.CharField(
+        max_length=12, choices=LoginStatus.choices, default=LoginStatus.PENDING
+    )
+    error = models.TextField(blank=True)
+    credential = models.ForeignKey(
+        Credential, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "OAuth login"
+
+    def __str__(self) -> str:
+        return f"{self.provider} login {self.state[:6]}… ({self.status})"

@@ -24,33 +24,14 @@ from django.conf import settings
 
 from accounts import catalog, crypto, omissions, patterns, quota, versions
 from accounts.cooldown import Failure, QuotaRecord, apply_failure
+from accounts.oauth import tokens, usage
 from accounts.rotation import Selector
+from accounts.secrets import Secret
 from accounts.store import RETRY_SECONDS, DatabaseFailure, StoreHealth, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
 MAX_CACHED_ROUTES = 2048
-
-
-class Secret:
-    """A string that does not show itself in reprs, logs or tracebacks."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('****')"
-
-    __str__ = __repr__
-
-    @property
-    def is_oauth_token(self) -> bool:
-        return self._value.startswith("sk-ant-oat")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +65,8 @@ class CredentialView:
     # view: the worker that learns a field adds it here at once, and the database row it also
     # writes brings every other worker's next snapshot (and this one's) up to date.
     omitted: set[str] = field(default_factory=set)
+    # "oauth": ``secret`` is empty; the provider asks accounts.oauth.tokens for the current token.
+    auth_kind: str = "api_key"
 
     def resolve(self, requested: str, force_prefix: bool) -> str | None:
         """The upstream model name for a client's model name, or None if not served here."""
@@ -254,9 +237,17 @@ def load_snapshot() -> Snapshot:
     row = ProxySettings.load()
     config = ProxyConfig(**{f: getattr(row, f) for f in ProxyConfig.__dataclass_fields__})
     views, unreadable = [], []
-    for credential in Credential.objects.filter(enabled=True).prefetch_related("models"):
+    enabled = (
+        Credential.objects.filter(enabled=True)
+        # Codex accounts log in and refresh, but nothing upstream serves them yet (the Responses
+        # provider is the next step); accounts that need a login serve nothing until they get one.
+        .exclude(provider="codex")
+        .exclude(auth_kind="oauth", oauth__isnull=True)
+        .exclude(auth_kind="oauth", oauth__state="needs_login")
+    )
+    for credential in enabled.prefetch_related("models"):
         try:
-            secret = credential.get_secret()
+            secret = credential.get_secret() if credential.auth_kind != "oauth" else ""
         except crypto.SecretUnavailable:
             unreadable.append(credential.label)
             logger.error("credential %r skipped: its secret cannot be decrypted", credential.label)
@@ -307,6 +298,7 @@ def _credential_view(credential, secret: str, config: ProxyConfig) -> Credential
             "send_reasoning_effort": credential.openai_send_reasoning_effort,
         },
         omitted=set(omissions.fields(credential.learned_omissions)),
+        auth_kind=credential.auth_kind,
     )
 
 
@@ -382,6 +374,7 @@ class Pool:
     def reset(self) -> None:
         """Forget everything (tests, and after a fork)."""
         self.__init__()
+        tokens.reset()
 
     async def current(self) -> Snapshot:
         if self.snapshot is None:
@@ -404,6 +397,8 @@ class Pool:
             # Mark first: the requests arriving before the flush task runs must not spawn more.
             self.counters.flushed_at = time.monotonic()
             self.spawn(self.flush())
+        tokens.maybe_sweep(self.spawn)
+        usage.maybe_poll(self.spawn)
         return self.snapshot
 
     async def refresh(self) -> None:
@@ -426,7 +421,8 @@ class Pool:
         current = await versions.read()
         if current is None:
             current = await database_sync_to_async(versions.read_from_database)()
-        config_version, quota_version = current
+        config_version, quota_version, tokens_version = current
+        tokens.cache.observe(tokens_version)
         if self.snapshot is None or self.snapshot.version != config_version:
             snapshot = await database_sync_to_async(load_snapshot)()
             # With Redis the counter we compare against is Redis's, not the database's.
@@ -548,6 +544,11 @@ class Pool:
             if self.store.down and self.snapshot is not None:
                 await self.refresh()  # back? then it writes what is owed, then the counters
             await self.flush()
+            if not self.store.down:
+                # Accounts are renewed ahead of expiry, and their windows polled (when that is
+                # on), even while no request comes in.
+                tokens.maybe_sweep(self.spawn)
+                usage.maybe_poll(self.spawn)
 
     async def shutdown(self) -> None:
         """At server shutdown, after open requests were ended: let their bookkeeping finish

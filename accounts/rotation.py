@@ -4,7 +4,9 @@ The caller hands in the candidates that are available right now (enabled, servin
 not cooling down, not yet tried in this round). Selection then:
 1. keeps only the highest priority tier;
 2. honours a session binding (session affinity), wherever its tier;
-3. otherwise applies the strategy: round-robin, fill-first, or smooth weighted round-robin.
+3. otherwise applies the strategy: round-robin, fill-first, smooth weighted round-robin, or
+   quota-aware (the candidate with the most left of its binding subscription window; those
+   within QUOTA_TIE of the best take turns, so equal accounts drain evenly).
 
 Sessions without a binding yet are placed by rendezvous hashing, so every worker process puts a
 new session on the same credential without sharing any state.
@@ -15,13 +17,16 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 ROUND_ROBIN = "round-robin"
 FILL_FIRST = "fill-first"
 WEIGHTED_ROUND_ROBIN = "weighted-round-robin"
+QUOTA_AWARE = "quota-aware"
+# Headroom differences smaller than this are a tie (utilization is reported in coarse steps).
+QUOTA_TIE = 0.02
 MAX_WEIGHT = 1_000_000
 # Bounded so a client cycling through random model names cannot grow memory without limit.
 MAX_TRACKED_KEYS = 4096
@@ -122,8 +127,10 @@ class Selector:
         cursor: int,
         session_id: str | None = None,
         now: float | None = None,
+        headroom: Callable[[int, float], float] | None = None,
     ) -> C | None:
-        """One candidate among ``available`` (already filtered), or None if there is none."""
+        """One candidate among ``available`` (already filtered), or None if there is none.
+        ``headroom(credential_id, now)``: 0..1 left of its binding window (quota-aware)."""
         if not available:
             return None
         if session_id:
@@ -140,6 +147,11 @@ class Selector:
             return rendezvous_pick(tier, session_id)
         if strategy == FILL_FIRST:
             return tier[0]
+        if strategy == QUOTA_AWARE and headroom is not None and len(tier) > 1:
+            moment = time.time() if now is None else now
+            left = {c.credential_id: headroom(c.credential_id, moment) for c in tier}
+            best = max(left.values())
+            tier = [c for c in tier if left[c.credential_id] >= best - QUOTA_TIE]
         if strategy == WEIGHTED_ROUND_ROBIN:
             state = self._weighted.get(key)
             if state is None:

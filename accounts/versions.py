@@ -1,6 +1,7 @@
 """Change counters shared by every worker: bump on a write, poll to notice other workers' writes.
 
-Two counters: ``config`` (credentials, client keys, settings) and ``quota`` (cooldown state).
+Three counters: ``config`` (credentials, client keys, settings), ``quota`` (cooldown state) and
+``tokens`` (OAuth account tokens, bumped by every refresh, import and login).
 They live in the ``PoolVersion`` row; with REDIS_URL set they are mirrored in Redis, which is then
 what workers poll (cheaper than a database round trip, and the database stays the record).
 """
@@ -17,10 +18,14 @@ from django.db.models import F
 
 logger = logging.getLogger(__name__)
 
-REDIS_KEYS = ("claude-proxy:version:config", "claude-proxy:version:quota")
+REDIS_KEYS = (
+    "claude-proxy:version:config",
+    "claude-proxy:version:quota",
+    "claude-proxy:version:tokens",
+)
 
 
-def bump(*, config: bool = False, quota: bool = False) -> None:
+def bump(*, config: bool = False, quota: bool = False, tokens: bool = False) -> None:
     from accounts.models import PoolVersion
 
     changes = {}
@@ -28,13 +33,17 @@ def bump(*, config: bool = False, quota: bool = False) -> None:
         changes["config"] = F("config") + 1
     if quota:
         changes["quota"] = F("quota") + 1
+    if tokens:
+        changes["tokens"] = F("tokens") + 1
     if not changes:
         return
     if not PoolVersion.objects.filter(pk=1).update(**changes):
         # A fresh (or restored, or truncated) table starts from random counters, so a worker that
         # remembers an old value cannot mistake the new sequence for the one it already saw.
         start = secrets.randbelow(2**40) + 1
-        PoolVersion.objects.get_or_create(pk=1, defaults={"config": start, "quota": start})
+        PoolVersion.objects.get_or_create(
+            pk=1, defaults={"config": start, "quota": start, "tokens": start}
+        )
         PoolVersion.objects.filter(pk=1).update(**changes)
     if settings.REDIS_URL:
         try:
@@ -44,19 +53,21 @@ def bump(*, config: bool = False, quota: bool = False) -> None:
                 pipe.incr(REDIS_KEYS[0])
             if quota:
                 pipe.incr(REDIS_KEYS[1])
+            if tokens:
+                pipe.incr(REDIS_KEYS[2])
             pipe.execute()
         except Exception as exc:  # noqa: BLE001 - Redis is an accelerator, the database is the record
             logger.warning("could not publish a version bump to Redis: %s", type(exc).__name__)
 
 
-def read_from_database() -> tuple[int, int]:
+def read_from_database() -> tuple[int, int, int]:
     from accounts.models import PoolVersion
 
-    row = PoolVersion.objects.filter(pk=1).values_list("config", "quota").first()
-    return row if row else (0, 0)
+    row = PoolVersion.objects.filter(pk=1).values_list("config", "quota", "tokens").first()
+    return row if row else (0, 0, 0)
 
 
-async def read() -> tuple[int, int] | None:
+async def read() -> tuple[int, int, int] | None:
     """The current counters from Redis, or None when Redis is not configured or unreachable."""
     if not settings.REDIS_URL:
         return None
@@ -65,7 +76,7 @@ async def read() -> tuple[int, int] | None:
     except Exception as exc:  # noqa: BLE001
         logger.warning("could not read versions from Redis: %s", type(exc).__name__)
         return None
-    return int(values[0] or 0), int(values[1] or 0)
+    return int(values[0] or 0), int(values[1] or 0), int(values[2] or 0)
 
 
 def redis_configured() -> bool:

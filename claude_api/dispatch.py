@@ -24,12 +24,13 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TypeVar
 
-from accounts import cooldown, quota
+from accounts import cooldown, quota, windows
 from accounts.pool import Route, Snapshot, pool
+from accounts.secrets import redact
 from claude_api.errors import AllCoolingDown, NoCredentialAvailable, ProxyError, UpstreamError
 from claude_api.providers import provider_for
+from claude_api.providers.accounts import refreshed_after_unauthorized
 from claude_api.providers.base import EventStream, Reply, UpstreamCall
-from claude_api.redaction import redact
 from claude_api.request import COUNT_TOKENS, ClientRequest, session_id
 from claude_api.sse import SSEEvent
 
@@ -176,6 +177,7 @@ class Dispatch:
             cursor=cursor,
             session_id=self.session,
             now=now,
+            headroom=windows.board.headroom,
         )
 
     def _probe(self, round_number: int, tried: set[int]) -> Route | None:
@@ -217,7 +219,24 @@ class Dispatch:
         started = time.monotonic()
         call = UpstreamCall(self.request, route, self.config)
         try:
-            result = await operation(call)
+            try:
+                result = await operation(call)
+            except UpstreamError as exc:
+                # An account's token refused: refresh once (or take another worker's refresh)
+                # and retry on the same account, before the 401 is classified.
+                if not await refreshed_after_unauthorized(call, exc):
+                    raise
+                self.steps.append(
+                    self._step(
+                        route,
+                        "token refreshed after 401",
+                        round_number=round_number,
+                        started=started,
+                        status=401,
+                    )
+                )
+                call = UpstreamCall(self.request, route, self.config)
+                result = await operation(call)
         except UpstreamError as exc:
             self._note(route, call.notes, round_number)
             await self.failed(route, exc, round_number=round_number, started=started)

@@ -150,6 +150,31 @@ X_FRAME_OPTIONS = "DENY"
 # Extra upstream knobs that are deployment-wide rather than per operator decision.
 UPSTREAM_MAX_CONNECTIONS = envint("UPSTREAM_MAX_CONNECTIONS", 1000)
 
+# Subscription accounts (accounts.oauth). The real services by default; tests and gateways point
+# these elsewhere. The upstream an account serves through stays its credential's base URL.
+CLAUDE_OAUTH_AUTHORIZE_URL = envstr(
+    "CLAUDE_OAUTH_AUTHORIZE_URL", "https://claude.ai/oauth/authorize"
+)
+CLAUDE_OAUTH_TOKEN_URL = envstr(
+    "CLAUDE_OAUTH_TOKEN_URL", "https://platform.claude.com/v1/oauth/token"
+)
+# Profile (identity after login) and usage endpoints: <CLAUDE_API_URL>/api/oauth/profile.
+CLAUDE_API_URL = envstr("CLAUDE_API_URL", "https://api.anthropic.com")
+CODEX_OAUTH_AUTHORIZE_URL = envstr(
+    "CODEX_OAUTH_AUTHORIZE_URL", "https://auth.openai.com/oauth/authorize"
+)
+CODEX_OAUTH_TOKEN_URL = envstr("CODEX_OAUTH_TOKEN_URL", "https://auth.openai.com/oauth/token")
+# Seconds a token-endpoint call may take before it counts as a transient failure.
+OAUTH_TIMEOUT_SECONDS = envfloat("OAUTH_TIMEOUT_SECONDS", 30.0)
+# Refresh this long before expiry, in the background (the reference system's leads).
+CLAUDE_REFRESH_LEAD_SECONDS = envint("CLAUDE_REFRESH_LEAD_SECONDS", 4 * 3600)
+CODEX_REFRESH_LEAD_SECONDS = envint("CODEX_REFRESH_LEAD_SECONDS", 5 * 86400)
+# How often each worker looks for accounts due for a background refresh.
+OAUTH_SWEEP_SECONDS = envfloat("OAUTH_SWEEP_SECONDS", 60.0)
+# Poll Claude's usage endpoint for accounts' 5-hour / 7-day windows (accounts.oauth.usage);
+# 0 = off. Never more often than every 120 s.
+CLAUDE_USAGE_POLL_SECONDS = envfloat("CLAUDE_USAGE_POLL_SECONDS", 0.0)
+
 LOG_LEVEL = envstr("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,

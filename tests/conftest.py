@@ -216,3 +216,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         if required:
             pytest.fail(message + " (REQUIRE_SERVICES is set)")
         pytest.skip(message)
+
+
+# The fake OAuth provider fixture, for every test package (defined beside its helpers).
+from tests.oauth_helpers import oauth  # noqa: E402, F401

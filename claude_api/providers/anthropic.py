@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from claude_api.errors import UpstreamError, envelope_from_upstream
+from claude_api.providers.accounts import account_token, note_windows, uses_account
 from claude_api.providers.base import (
     ERROR_TYPE_STATUSES,
     ESTIMATE_HEADER,
@@ -47,11 +48,12 @@ class AnthropicProvider(Provider):
         response = await post(
             call,
             self._url(call, "/v1/messages"),
-            headers=self._headers(call, streaming=False),
+            headers=await self._headers(call, streaming=False),
             content=upstream_body(call),
         )
         body = await read_all(response, call.credential.label)
         headers = lower_headers(response)
+        note_windows(call, headers)
         if response.status_code >= 400:
             raise upstream_error(response.status_code, body, headers)
         if call.request.model != call.upstream_model:
@@ -62,9 +64,11 @@ class AnthropicProvider(Provider):
         response = await post(
             call,
             self._url(call, "/v1/messages"),
-            headers=self._headers(call, streaming=True),
+            headers=await self._headers(call, streaming=True),
             content=upstream_body(call),
         )
+        if uses_account(call):
+            note_windows(call, lower_headers(response))
         if response.status_code >= 400:
             body = await read_all(response, call.credential.label)
             raise upstream_error(response.status_code, body, lower_headers(response))
@@ -75,7 +79,7 @@ class AnthropicProvider(Provider):
         response = await post(
             call,
             self._url(call, "/v1/messages/count_tokens"),
-            headers=self._headers(call, streaming=False),
+            headers=await self._headers(call, streaming=False),
             content=upstream_body(call),
         )
         body = await read_all(response, call.credential.label)
@@ -97,12 +101,19 @@ class AnthropicProvider(Provider):
         return base + path + ("?beta=true" if call.request.beta_query else "")
 
     @staticmethod
-    def _headers(call: UpstreamCall, *, streaming: bool) -> dict[str, str]:
+    async def _headers(call: UpstreamCall, *, streaming: bool) -> dict[str, str]:
+        if uses_account(call):
+            # A subscription account: its current OAuth token as Bearer, with the OAuth beta.
+            token = await account_token(call)
+            secret, oauth = token.access.reveal(), True
+        else:
+            secret = call.credential.secret.reveal()
+            oauth = call.credential.secret.is_oauth_token
         return upstream_headers(
             call.request.headers,
             credential_headers=call.credential.headers,
-            secret=call.credential.secret.reveal(),
-            oauth=call.credential.secret.is_oauth_token,
+            secret=secret,
+            oauth=oauth,
             streaming=streaming,
         )
 

@@ -63,6 +63,9 @@ class UpstreamCall:
     # Trace steps the provider took within this attempt ({"outcome", "status", "reason"}),
     # which the dispatch adds to the routing trace.
     notes: list[dict[str, Any]] = field(default_factory=list)
+    # The version of the account token this call sent (OAuth accounts), so that a 401 refreshes
+    # only if no other worker has replaced that token already.
+    token_version: int | None = None
 
     @property
     def credential(self):

@@ -19,6 +19,7 @@ from dataclasses import replace
 import httpx
 
 from accounts.pool import pool
+from accounts.secrets import redact
 from claude_api.providers.base import (
     ESTIMATE_HEADER,
     EventStream,
@@ -33,7 +34,6 @@ from claude_api.providers.base import (
     read_all,
     translated_events,
 )
-from claude_api.redaction import redact
 from claude_api.translate import openai_chat as openai
 from claude_api.translate.common import TranslatedStreamError
 from claude_api.translate.tokens import estimate_input_tokens

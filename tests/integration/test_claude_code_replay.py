@@ -65,3 +65,24 @@ async def test_it_changes_only_the_model_when_it_is_an_alias(api, upstream, name
     expected = dict(fixture["body"])
     expected.pop("model")
     assert sent == expected
+
+
+@pytest.mark.parametrize("name", claude_code_fixtures())
+async def test_it_forwards_each_claude_code_request_unchanged_through_a_claude_account(
+    api, oauth, name
+):
+    from tests.oauth_helpers import make_account, token_row
+
+    fixture = load_fixture(name)
+    credential = make_account(oauth)
+    raw, response = await send(api, fixture, fixture["body"])
+    assert response.status_code == 200  # the fake only answers Bearer + the OAuth beta
+    sent = oauth.server.requests[-1]
+    assert sent.body == raw  # Claude Code's own system prompt and metadata, byte for byte
+    assert sent.headers["authorization"] == f"Bearer {token_row(credential).get_access_token()}"
+    assert "x-api-key" not in sent.headers
+    # Claude Code's betas as it sent them (none of the captures was an OAuth login), plus ours.
+    assert sent.headers["anthropic-beta"] == fixture["headers"]["anthropic-beta"] + (
+        ",oauth-2025-04-20"
+    )
+    assert sent.headers["user-agent"] == fixture["headers"]["user-agent"]

@@ -154,3 +154,61 @@ def test_it_adds_a_credential_and_a_client_key_in_a_browser(page, daphne, operat
             break
         time.sleep(0.1)
     assert response.status_code != 401, response.text
+
+
+@pytest.fixture
+def account_daphne(daphne_env, upstream_server):
+    """A daphne whose OAuth endpoints are the fake ones (tests/fakes/oauth.py)."""
+    from tests.fakes.oauth import CODEX_TOKEN_PATH, TOKEN_PATH
+    from tests.live.conftest import DaphneProcess
+
+    url = upstream_server.url
+    process = DaphneProcess(
+        "browser-oauth",
+        {
+            **daphne_env,
+            "CLAUDE_OAUTH_TOKEN_URL": url + TOKEN_PATH,
+            "CODEX_OAUTH_TOKEN_URL": url + CODEX_TOKEN_PATH,
+            "CLAUDE_API_URL": url,
+        },
+    )
+    yield process
+    process.stop()
+
+
+def test_it_logs_in_a_claude_account_from_the_admin_in_a_browser(
+    page, account_daphne, operator, upstream
+):
+    from urllib.parse import parse_qs, urlsplit
+
+    from accounts.models import OAuthToken
+    from tests.fakes.oauth import FakeOAuth
+
+    oauth = FakeOAuth(upstream)
+    log_in(page, account_daphne.url, operator)
+    page.goto(f"{account_daphne.url}/admin/accounts/credential/")
+    page.click("text=Log in a Claude account")
+    link = page.locator("a.oauth-authorize-url")
+    authorize_url = link.get_attribute("href")
+    params = {k: v[0] for k, v in parse_qs(urlsplit(authorize_url).query).items()}
+    assert params["code_challenge_method"] == "S256"
+    assert params["response_type"] == "code" and params["state"]
+
+    # What the operator does in another tab: sign in, approve, copy what Claude shows.
+    code = oauth.authorize(params["code_challenge"], params["redirect_uri"], "ops@example.com")
+    page.fill("textarea[name=paste], input[name=paste]", f"{code}#{params['state']}")
+    page.click("input[type=submit][value='Finish the login']")
+    page.wait_for_selector("#content-main")
+
+    account = orm(lambda: OAuthToken.objects.select_related("credential").get())
+    assert account.email == "ops@example.com"
+    assert page.url.endswith(f"/admin/accounts/credential/{account.credential_id}/change/")
+    shown = page.content()
+    assert "ops@example.com" in shown
+    for token in (account.get_access_token(), account.get_refresh_token()):
+        assert token not in shown  # never a token on the page
+
+    page.goto(f"{account_daphne.url}/admin/accounts/credential/")
+    row = page.locator("#result_list tbody tr", has_text="ops@example.com")
+    assert "OAuth: ops@example.com" in row.inner_text()
+    page.screenshot(path=str(Path(os.environ.get("DATA_DIR", "data")) / "admin-oauth-login.png"))

@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from accounts import omissions
-from accounts.models import Credential, QuotaState, QuotaStatus
+from accounts import omissions, windows
+from accounts.models import AccountState, AuthKind, Credential, OAuthToken, QuotaState, QuotaStatus
 
 COLUMNS = ("id", "label", "provider", "enabled", "priority", "models", "state", "next retry")
 
@@ -20,11 +20,17 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> str:
         now = timezone.now()
-        credentials = Credential.objects.prefetch_related("models", "quota").order_by("id")
+        credentials = (
+            Credential.objects.prefetch_related("models", "quota")
+            .select_related("oauth")
+            .order_by("id")
+        )
         rows, details = [], []
         for credential in credentials:
             blocked = [row for row in credential.quota.all() if blocks(row, now)]
             state, extra = credential_state(blocked)
+            if credential.auth_kind == AuthKind.OAUTH:
+                state, extra = account_state(credential, state, extra, now)
             soonest = min((row.next_retry_at for row in blocked), default=None)
             rows.append(
                 (
@@ -47,6 +53,36 @@ class Command(BaseCommand):
             self.stdout.write(line)
         usable = sum(1 for row in rows if row[3] == "yes" and row[6] == "ok")
         return f"{len(rows)} credential(s), {usable} enabled and ok."
+
+
+def account_state(
+    credential: Credential, state: str, extra: list[str], now: datetime
+) -> tuple[str, list[str]]:
+    """A subscription account: needs login overrides everything; one line on its tokens."""
+    account: OAuthToken | None = getattr(credential, "oauth", None)
+    if account is None:
+        return "needs login: no tokens", extra
+    who = ", ".join(part for part in (account.email, account.plan) if part) or account.identity
+    expiry = (
+        "no known expiry"
+        if account.expires_at is None
+        else f"token expired {utc(account.expires_at)}"
+        if account.expires_at <= now
+        else f"token expires {until(account.expires_at, now)}"
+    )
+    line = f"account {who}; {expiry}"
+    if account.last_refresh_error:
+        line += f"; last refresh error: {account.last_refresh_error[:200]}"
+    if account.refresh_backoff_until and account.refresh_backoff_until > now:
+        line += f"; next refresh try {until(account.refresh_backoff_until, now)}"
+    quota_windows = windows.from_stored(account.quota_windows)
+    if quota_windows:
+        line += "; " + ", ".join(windows.describe(quota_windows, now.timestamp()))
+    if credential.provider == "codex":
+        line += "; Codex accounts are not served yet (no Responses provider)"
+    if account.state == AccountState.NEEDS_LOGIN:
+        state = "needs login: " + (account.state_reason[:120] or "refresh refused")
+    return state, [line, *extra]
 
 
 def blocks(row: QuotaState, now: datetime) -> bool:
