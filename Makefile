@@ -11,7 +11,7 @@ PORT ?= 8317
 WORKERS ?= 1
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
-.PHONY: serve test test-sqlite test-postgres install install-dev migrate lint format bench clean
+.PHONY: serve test test-sqlite test-postgres install install-dev migrate lint format bench compat clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,11 @@ format: install-dev
 
 bench: install-dev
 	$(BIN)/python bench/run.py
+
+# Real Claude Code (pinned, installed into ~/.cache/claude-proxy) and the SDK against the proxy
+# and strict fake upstreams; writes docs/compatibility.md. One cell: make compat CELL=gemini-3/hello
+compat: install-dev
+	$(BIN)/python -m tests.compat $(if $(CELL),--cell '$(CELL)') $(if $(JOBS),--jobs $(JOBS)) $(if $(HOLD),--hold)
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache
