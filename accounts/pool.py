@@ -20,8 +20,10 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from accounts import catalog, crypto, patterns, quota, versions
+from accounts import catalog, crypto, patterns, quota, usage, versions
 from accounts.cooldown import Failure, QuotaRecord
+from accounts.limits import KeyLimits
+from accounts.prices import Price
 from accounts.rotation import Selector
 
 logger = logging.getLogger(__name__)
@@ -168,6 +170,12 @@ class ClientKeyView:
     prefix: str
     digest: str
     allowed_models: tuple[str, ...]
+    limits: KeyLimits = KeyLimits()
+
+    @classmethod
+    def of(cls, key) -> ClientKeyView:
+        limits = key.limits
+        return cls(key.pk, key.name, key.prefix, key.digest, tuple(key.allowed_list), limits)
 
     def may_use(self, model: str) -> bool:
         return not self.allowed_models or patterns.matches_any(self.allowed_models, model)
@@ -211,6 +219,8 @@ class Snapshot:
     credentials: tuple[CredentialView, ...]
     keys: dict[str, ClientKeyView]
     unreadable: tuple[str, ...] = ()
+    # The admin's price table (accounts.prices), by model name.
+    prices: dict[str, Price] = field(default_factory=dict)
     _routes: dict[str, tuple[Route, ...]] = field(default_factory=dict)
     # Filled lazily by claude_api.models_list for GET /v1/models.
     model_entries: list[dict[str, Any]] | None = None
@@ -241,7 +251,7 @@ class Snapshot:
 
 def load_snapshot() -> Snapshot:
     """Build a snapshot from the database (synchronous; call through database_sync_to_async)."""
-    from accounts.models import ClientKey, Credential, ProxySettings
+    from accounts.models import ClientKey, Credential, ModelPrice, ProxySettings
 
     version = versions.read_from_database()[0]
     row = ProxySettings.load()
@@ -255,11 +265,12 @@ def load_snapshot() -> Snapshot:
             logger.error("credential %r skipped: its secret cannot be decrypted", credential.label)
             continue
         views.append(_credential_view(credential, secret, config))
-    keys = {
-        key.digest: ClientKeyView(key.pk, key.name, key.prefix, key.digest, tuple(key.allowed_list))
-        for key in ClientKey.objects.filter(enabled=True)
+    keys = {key.digest: ClientKeyView.of(key) for key in ClientKey.objects.filter(enabled=True)}
+    price_table = {
+        row.model: Price(row.input, row.output, row.cache_read, row.cache_write)
+        for row in ModelPrice.objects.all()
     }
-    return Snapshot(version, config, tuple(views), keys, tuple(unreadable))
+    return Snapshot(version, config, tuple(views), keys, tuple(unreadable), price_table)
 
 
 def _credential_view(credential, secret: str, config: ProxyConfig) -> CredentialView:
@@ -358,6 +369,7 @@ class Pool:
         self.board = QuotaBoard()
         self.selector = Selector()
         self.counters = Counters()
+        self.ledger = usage.Ledger()
         self._checked_at = 0.0
         self._background: set[asyncio.Task] = set()
         self._flush_timer: asyncio.Task | None = None
@@ -433,6 +445,7 @@ class Pool:
         self.counters.keys_used[key_id] = time.time()
 
     async def flush(self) -> None:
+        await self._flush_ledger()
         if not self.counters.pending:
             self.counters.flushed_at = time.monotonic()
             return
@@ -441,8 +454,20 @@ class Pool:
             await database_sync_to_async(quota.flush_counters)(*drained, time.time())
             if self.counters.flushes % 100 == 1:
                 await database_sync_to_async(quota.prune_traces)(time.time())
+                await database_sync_to_async(usage.prune)()
         except Exception:
             logger.exception("could not flush request counters")
+
+    async def _flush_ledger(self) -> None:
+        batch = self.ledger.drain()
+        if not batch:
+            return
+        try:
+            await database_sync_to_async(usage.write)(batch)
+        except Exception:
+            # Kept for the next flush: a database hiccup must not lose the ledger.
+            logger.exception("could not write %d usage records", len(batch))
+            self.ledger.put_back(batch)
 
     def start_flush_timer(self) -> None:
         """Flush the counters every ``STATS_FLUSH_SECONDS`` whether or not requests arrive, so

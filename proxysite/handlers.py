@@ -26,7 +26,7 @@ from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.urls import set_script_prefix, set_urlconf
 
-API_PREFIXES = ("/v1/", "/v1", "/healthz")
+API_PREFIXES = ("/v1/", "/v1", "/healthz", "/metrics")
 API_MIDDLEWARE = ["proxysite.middleware.RequestIdMiddleware"]
 
 

@@ -50,6 +50,10 @@ REDIS_URL = envstr("REDIS_URL")
 POOL_REFRESH_SECONDS = envfloat("POOL_REFRESH_SECONDS", 0.5)
 # How often aggregated success counters and "last used" times are written to the database.
 STATS_FLUSH_SECONDS = envfloat("STATS_FLUSH_SECONDS", 5.0)
+# Usage records (one per client request) older than this many days are pruned; 0 keeps them all.
+USAGE_RETENTION_DAYS = envint("USAGE_RETENTION_DAYS", 90)
+# /metrics: with a token, served to "Authorization: Bearer <token>"; without, to loopback only.
+METRICS_TOKEN = envsecret("METRICS_TOKEN")
 
 INSTALLED_APPS = [
     "daphne",

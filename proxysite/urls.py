@@ -10,5 +10,6 @@ urlpatterns = [
     path("v1/", api.urls),  # first: every API request resolves through this list
     path("", views.root),
     path("healthz", views.healthz),
+    path("metrics", views.metrics_view),
     path("admin/", admin.site.urls),
 ]
