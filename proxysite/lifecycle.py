@@ -28,6 +28,9 @@ class ServingProcess:
     def __init__(self) -> None:
         self.in_flight = 0
         self.started = False
+        # Set when shutdown begins: requests arriving after that are refused (503), since their
+        # outcome could land after the last flush.
+        self.stopping = False
         self._idle: asyncio.Event | None = None
 
     def request_started(self) -> None:
@@ -57,6 +60,7 @@ class ServingProcess:
         reactor.addSystemEventTrigger("before", "shutdown", trigger)
 
     async def shutdown(self) -> None:
+        self.stopping = True
         if self.in_flight > 0:
             self._idle = asyncio.Event()
             try:
