@@ -17,6 +17,7 @@ import pytest
 from django.db import connections
 from django.test import AsyncClient
 
+from accounts import versions
 from accounts.models import ClientKey, Credential, CredentialModel, ProxySettings
 from accounts.pool import pool
 from claude_api import http
@@ -64,6 +65,7 @@ async def fresh_pool(settings):
     yield pool
     await pool.settle()
     await http.close_all()
+    await versions.close_async_clients()
     pool.reset()
     connections.close_all()
 
