@@ -140,3 +140,37 @@ def test_it_stops_the_request_that_would_cross_a_token_budget_on_either_worker(w
         (429, 0),
         (429, 0),
     ]
+
+
+def test_it_serves_each_workers_own_metrics(workers, upstream):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    make_credential("only", base_url=upstream.url)
+    upstream.default = lambda request: reply()
+    key = make_client_key("metered", rpm_limit=1)
+    a, b = workers
+    before = {}
+    for worker in workers:
+        text = httpx.get(worker.url + "/metrics", timeout=10).text
+        before[worker.name] = _refused(text_string_to_metric_families(text))
+    assert post(a, key).status_code == 200
+    assert post(b, key).status_code == 429
+    after = {
+        worker.name: _refused(
+            text_string_to_metric_families(httpx.get(worker.url + "/metrics", timeout=10).text)
+        )
+        for worker in workers
+    }
+    # Per worker: the refusal is counted by the worker that refused it (Prometheus sums them).
+    assert after[b.name] - before[b.name] == 1
+    assert after[a.name] - before[a.name] == 0
+
+
+def _refused(families) -> float:
+    return sum(
+        sample.value
+        for family in families
+        for sample in family.samples
+        if sample.name == "claude_proxy_limit_rejections_total"
+        and sample.labels.get("client_key") == "metered"
+    )
