@@ -341,7 +341,11 @@ class CredentialAdmin(NoSecretLookupsMixin, admin.ModelAdmin):
     @admin.display(description=f"last {RECENT_HOURS} h")
     def recent_activity(self, obj: Credential) -> str:
         ok, failed = quota.recent_counts([obj.pk], hours=RECENT_HOURS).get(obj.pk, (0, 0))
-        return f"{_plural(ok, 'success', 'successes')}, {_plural(failed, 'failure')}"
+        text = f"{_plural(ok, 'success', 'successes')}, {_plural(failed, 'failure')}"
+        skipped = quota.recent_skips(obj.pk, hours=RECENT_HOURS)
+        if skipped:
+            text += f"; passed by while cooling: {_plural(skipped, 'request')}"
+        return text
 
     @admin.display(description="recent routing traces")
     def recent_traces(self, obj: Credential) -> SafeString | str:

@@ -369,6 +369,8 @@ class CredentialStats(models.Model):
     hour = models.DateTimeField()
     successes = models.PositiveIntegerField(default=0)
     failures = models.PositiveIntegerField(default=0)
+    # Requests that passed this credential by while it cooled down (summarised, not traced).
+    skips = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [

@@ -10,6 +10,7 @@ worker's 429) is seen by every worker within about a second.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections import Counter
@@ -343,22 +344,30 @@ class Counters:
     def __init__(self) -> None:
         self.successes: Counter[int] = Counter()
         self.failures: Counter[int] = Counter()
+        # Requests that passed a credential by because it was cooling down.
+        self.skips: Counter[int] = Counter()
         self.keys_used: dict[int, float] = {}
         self.flushed_at = time.monotonic()
         self.flushes = 0
 
-    def drain(self) -> tuple[dict[int, int], dict[int, int], dict[int, float]]:
-        drained = (dict(self.successes), dict(self.failures), dict(self.keys_used))
+    def drain(self) -> tuple[dict[int, int], dict[int, int], dict[int, float], dict[int, int]]:
+        drained = (
+            dict(self.successes),
+            dict(self.failures),
+            dict(self.keys_used),
+            dict(self.skips),
+        )
         self.successes.clear()
         self.failures.clear()
         self.keys_used.clear()
+        self.skips.clear()
         self.flushed_at = time.monotonic()
         self.flushes += 1
         return drained
 
     @property
     def pending(self) -> bool:
-        return bool(self.successes or self.failures or self.keys_used)
+        return bool(self.successes or self.failures or self.keys_used or self.skips)
 
 
 class Pool:
@@ -451,7 +460,10 @@ class Pool:
             return
         drained = self.counters.drain()
         try:
-            await database_sync_to_async(quota.flush_counters)(*drained, time.time())
+            successes, failures, keys_used, skips = drained
+            await database_sync_to_async(quota.flush_counters)(
+                successes, failures, keys_used, time.time(), skips=skips
+            )
             if self.counters.flushes % 100 == 1:
                 await database_sync_to_async(quota.prune_traces)(time.time())
                 await database_sync_to_async(usage.prune)()
@@ -474,7 +486,10 @@ class Pool:
         the admin's figures are right within seconds of the last request (the server calls
         this once its event loop runs)."""
         if self._flush_timer is None or self._flush_timer.done():
-            self._flush_timer = asyncio.ensure_future(self._flush_periodically())
+            # A fresh context: the timer outlives the request that happened to start it.
+            self._flush_timer = asyncio.get_running_loop().create_task(
+                self._flush_periodically(), context=contextvars.Context()
+            )
 
     async def _flush_periodically(self) -> None:
         while True:

@@ -378,6 +378,9 @@ class Dispatch:
         if route.credential_id in self._noted_skips:
             return
         self._noted_skips.add(route.credential_id)
+        # Summarised per credential and hour (CredentialStats.skips); a request that a skip did
+        # not change gets no trace of its own.
+        pool.counters.skips[route.credential_id] += 1
         self.steps.append(
             {
                 "credential": route.credential.label,
@@ -390,7 +393,11 @@ class Dispatch:
 
     @property
     def worth_tracing(self) -> bool:
-        return any(step["outcome"] != "ok" for step in self.steps) or self.attempts > 1
+        """A failure, a probe or a wait changed how this request went. Skipping a cooling
+        credential alone did not: the request was served as if the credential were absent."""
+        return self.attempts > 1 or any(
+            step["outcome"] not in ("ok", "skipped") for step in self.steps
+        )
 
     def finish(
         self,

@@ -11,6 +11,7 @@ clean shutdown loses no counter. Daphne serves no ASGI lifespan events, hence th
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import sys
 
@@ -55,7 +56,14 @@ class ServingProcess:
         from twisted.internet import defer, reactor
 
         def trigger() -> defer.Deferred:
-            return defer.Deferred.fromFuture(asyncio.ensure_future(self.shutdown()))
+            # A context of its own: Twisted runs this from its SIGTERM handler, that is inside
+            # whatever the loop was running at that instant, and a copy of that context can
+            # carry asgiref's "a thread-sensitive call is running here" flag, which made every
+            # database call of the shutdown fail ("would deadlock") now and then.
+            task = asyncio.get_running_loop().create_task(
+                self.shutdown(), context=contextvars.Context()
+            )
+            return defer.Deferred.fromFuture(task)
 
         reactor.addSystemEventTrigger("before", "shutdown", trigger)
 

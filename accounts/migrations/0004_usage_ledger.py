@@ -137,5 +137,10 @@ class Migration(migrations.Migration):
                 'indexes': [models.Index(fields=['client_key', 'created_at'], name='usage_key_time')],
             },
         ),
+        migrations.AddField(
+            model_name='credentialstats',
+            name='skips',
+            field=models.PositiveIntegerField(default=0),
+        ),
         migrations.RunPython(seed_prices, migrations.RunPython.noop),
     ]

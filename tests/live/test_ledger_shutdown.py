@@ -56,7 +56,10 @@ def test_it_loses_no_usage_record_when_stopped_under_load(daphne_env, upstream):
         with ThreadPoolExecutor(8) as executor:
             for _ in range(8):
                 executor.submit(client_loop)
-            time.sleep(3)
+            # Under way: a good number answered (a loaded machine takes longer to get there).
+            deadline = time.monotonic() + 20
+            while len(answered) < 20 and time.monotonic() < deadline:
+                time.sleep(0.1)
             assert UsageRecord.objects.count() == 0
             worker.process.send_signal(signal.SIGTERM)
             # A clean exit: interpreter teardown used to crash (SIGSEGV) on a request the
