@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from accounts import cooldown, prices, quota
 from accounts.pool import Route, Snapshot, pool
@@ -413,7 +414,8 @@ class Dispatch:
             return None
         self._saved = True
         outcome = self._outcome(status, error_type, tokens or Tokens(), cut_off)
-        pool.ledger.add(outcome)
+        if settings.USAGE_LEDGER:
+            pool.ledger.add(outcome)
         metrics.observe(outcome)
         if self.admission is not None:
             limits.release(self.admission, outcome)

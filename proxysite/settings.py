@@ -52,6 +52,8 @@ POOL_REFRESH_SECONDS = envfloat("POOL_REFRESH_SECONDS", 0.5)
 STATS_FLUSH_SECONDS = envfloat("STATS_FLUSH_SECONDS", 5.0)
 # Usage records (one per client request) older than this many days are pruned; 0 keeps them all.
 USAGE_RETENTION_DAYS = envint("USAGE_RETENTION_DAYS", 90)
+# The usage ledger (one record per request). Off only to measure what it costs (make bench).
+USAGE_LEDGER = envbool("USAGE_LEDGER", True)
 # /metrics: with a token, served to "Authorization: Bearer <token>"; without, to loopback only.
 METRICS_TOKEN = envsecret("METRICS_TOKEN")
 
