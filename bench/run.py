@@ -455,6 +455,11 @@ def ledger_and_limits_rows(
             url.format(stack.off_port),
             {"content-type": "application/json", "x-api-key": stack.key},
         ),
+        # The same worker, a key without limits: the ledger's share alone.
+        "ledger": (
+            url.format(stack.on_port),
+            {"content-type": "application/json", "x-api-key": stack.key},
+        ),
         "on": (
             url.format(stack.on_port),
             {"content-type": "application/json", "x-api-key": stack.limited_key},
@@ -462,9 +467,16 @@ def ledger_and_limits_rows(
     }
     c1 = asyncio.run(latency_ab(targets, rounds=10, per_round=int(200 * scale)))
     off_p50, on_p50 = percentile(c1["off"], 50), percentile(c1["on"], 50)
+    ledger_p50 = percentile(c1["ledger"], 50)
     off_rps = asyncio.run(throughput(targets["off"][0], targets["off"][1], 32, seconds))
+    ledger_rps = asyncio.run(throughput(targets["ledger"][0], targets["ledger"][1], 32, seconds))
     on_rps = asyncio.run(throughput(targets["on"][0], targets["on"][1], 32, seconds))
     return [
+        (
+            "ledger on, key without limits: c=1 p50 (ms) / c=32 (req/s)",
+            f"{ledger_p50:.2f} / {ledger_rps:.0f}",
+            "",
+        ),
         (
             "ledger + limits off: c=1 p50 (ms) / c=32 (req/s)",
             f"{off_p50:.2f} / {off_rps:.0f}",
