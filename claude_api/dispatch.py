@@ -28,6 +28,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from accounts import cooldown, prices, quota
+from accounts.limiter import Admission
 from accounts.pool import Route, Snapshot, pool
 from accounts.prices import Tokens
 from accounts.usage import RequestOutcome
@@ -75,7 +76,7 @@ class Dispatch:
         # Seconds from the start to the first byte the client got (set by claude_api.streaming).
         self.ttfb: float | None = None
         # The client key's admission (claude_api.limits), released when the request ends.
-        self.admission = None
+        self.admission: Admission | None = None
         self.started_at = time.time()
 
     # Operations ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from accounts import limiter, limits, prices
 from accounts.pool import ClientKeyView, pool
@@ -16,13 +17,16 @@ from accounts.usage import RequestOutcome
 from claude_api.errors import LimitExceeded, PermissionDenied
 from claude_api.request import MESSAGES
 
+if TYPE_CHECKING:
+    from claude_api.dispatch import Dispatch
+
 logger = logging.getLogger(__name__)
 
 # Rejections per key and limit, for the metrics (claude_api.metrics reads it).
 rejections: dict[tuple[str, str], int] = {}
 
 
-def estimate_tokens(dispatch) -> int:
+def estimate_tokens(dispatch: Dispatch) -> int:
     """The request's input tokens, estimated locally (what admission reserves)."""
     from claude_api.translate.openai import estimate_input_tokens
 
@@ -32,7 +36,7 @@ def estimate_tokens(dispatch) -> int:
         return len(dispatch.request.raw) // 4
 
 
-async def admit(dispatch, client_key: ClientKeyView) -> None:
+async def admit(dispatch: Dispatch, client_key: ClientKeyView) -> None:
     """Take the request's place within the key's limits (``dispatch.admission``) or raise."""
     key_limits = client_key.limits
     if not key_limits.any or dispatch.request.endpoint != MESSAGES:
@@ -67,7 +71,7 @@ async def admit(dispatch, client_key: ClientKeyView) -> None:
     dispatch.admission = result
 
 
-def _price(dispatch) -> prices.Price | None:
+def _price(dispatch: Dispatch) -> prices.Price | None:
     models = [route.upstream_model for route in dispatch.routes[:1]]
     return prices.price_for(dispatch.snapshot.prices, *models, dispatch.request.model)
 

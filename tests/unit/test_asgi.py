@@ -39,3 +39,22 @@ def test_installing_the_request_class_twice_keeps_one_subclass():
     proxysite.asgi._without_form_parsing()
     (daphnes_own,) = http_protocol.WebRequest.__bases__
     assert daphnes_own.__bases__ == (twisted_http.Request,)
+
+
+async def test_it_refuses_requests_that_arrive_once_shutdown_began(monkeypatch):
+    from proxysite.lifecycle import serving
+
+    monkeypatch.setattr(serving, "stopping", True)
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        raise AssertionError("the body is never read")
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "path": "/v1/messages", "method": "POST", "headers": []}
+    await proxysite.asgi.application(scope, receive, send)
+    assert sent[0]["status"] == 503
+    assert b'"overloaded_error"' in sent[1]["body"]
+    assert serving.in_flight == 0
