@@ -21,7 +21,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from accounts import catalog, crypto, patterns, quota, usage, versions
+from accounts import catalog, crypto, limiter, patterns, quota, usage, versions
 from accounts.cooldown import Failure, QuotaRecord
 from accounts.limits import KeyLimits
 from accounts.prices import Price
@@ -467,6 +467,8 @@ class Pool:
             if self.counters.flushes % 100 == 1:
                 await database_sync_to_async(quota.prune_traces)(time.time())
                 await database_sync_to_async(usage.prune)()
+                if not settings.REDIS_URL:
+                    await database_sync_to_async(limiter.prune_database)()
         except Exception:
             logger.exception("could not flush request counters")
 

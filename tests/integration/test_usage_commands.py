@@ -121,3 +121,21 @@ def test_it_keeps_everything_with_a_retention_of_zero(ledger, settings):
     settings.USAGE_RETENTION_DAYS = 0
     call_command("prune_usage", stdout=io.StringIO())
     assert UsageRecord.objects.count() == 4
+
+
+def test_it_prunes_limit_counters_of_windows_long_past():
+    from accounts.models import ClientKey, LimitCounter
+
+    key, _ = ClientKey.issue("team")
+    now = int(NOW.timestamp())
+    LimitCounter.objects.create(client_key=key, name="tokens", window=now - 40 * 86400, value=5)
+    LimitCounter.objects.create(client_key=key, name="tokens", window=now - 86400, value=5)
+    LimitCounter.objects.create(client_key=key, name="inflight:req_old", window=now - 7200)
+    LimitCounter.objects.create(client_key=key, name="inflight:req_new", window=now - 10)
+    out = io.StringIO()
+    call_command("prune_usage", stdout=out)
+    assert "2 limit counter(s)" in out.getvalue()
+    assert sorted(LimitCounter.objects.values_list("name", "window")) == [
+        ("inflight:req_new", now - 10),
+        ("tokens", now - 86400),
+    ]
