@@ -13,7 +13,7 @@ once by ``response_add``, and ``lookup_allowed`` refuses filters on the stored f
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +43,7 @@ from accounts.models import (
     QuotaStatus,
     RoutingTrace,
 )
+from accounts.usage_admin import use_against_limits
 
 admin.site.site_header = "Claude proxy"
 admin.site.site_title = "Claude proxy"
@@ -60,6 +61,7 @@ ERROR_PREVIEW_CHARS = 80
 _STAMPS = frozenset({"created_at", "updated_at"})
 
 sensitive_secret = method_decorator(sensitive_post_parameters("secret"))
+LIMIT_BUDGET_FIELDS = ("budget_period", "budget_tokens", "budget_usd")
 
 
 def _utc(moment: datetime | None) -> str:
@@ -383,7 +385,11 @@ class CredentialAdmin(NoSecretLookupsMixin, admin.ModelAdmin):
     @admin.display(description=f"last {RECENT_HOURS} h")
     def recent_activity(self, obj: Credential) -> str:
         ok, failed = quota.recent_counts([obj.pk], hours=RECENT_HOURS).get(obj.pk, (0, 0))
-        return f"{_plural(ok, 'success', 'successes')}, {_plural(failed, 'failure')}"
+        text = f"{_plural(ok, 'success', 'successes')}, {_plural(failed, 'failure')}"
+        skipped = quota.recent_skips(obj.pk, hours=RECENT_HOURS)
+        if skipped:
+            text += f"; passed by while cooling: {_plural(skipped, 'request')}"
+        return text
 
     @admin.display(description="recent routing traces")
     def recent_traces(self, obj: Credential) -> SafeString | str:
@@ -471,18 +477,57 @@ class CredentialAdmin(NoSecretLookupsMixin, admin.ModelAdmin):
 @admin.register(ClientKey)
 class ClientKeyAdmin(NoSecretLookupsMixin, admin.ModelAdmin):
     form = ClientKeyForm
-    list_display = ("name", "key_prefix", "enabled", "allowed", "last_used_at", "created_at")
+    list_display = (
+        "name",
+        "key_prefix",
+        "enabled",
+        "allowed",
+        "limits_summary",
+        "last_used_at",
+        "created_at",
+    )
     list_filter = ("enabled",)
     search_fields = ("name", "prefix")
-    readonly_fields = ("key_prefix", "created_at", "last_used_at")
+    readonly_fields = ("key_prefix", "created_at", "last_used_at", "use")
     actions = ["disable", "enable", "regenerate"]
     issued_template = "admin/accounts/clientkey/issued.html"
     regenerate_template = "admin/accounts/clientkey/regenerate_confirmation.html"
 
-    def get_fields(self, request: HttpRequest, obj: ClientKey | None = None) -> Sequence[str]:
+    def get_fieldsets(self, request: HttpRequest, obj: ClientKey | None = None) -> list:
         if obj is None:
-            return ("name", "allowed_models", "enabled")
-        return ("name", "key_prefix", "allowed_models", "enabled", "created_at", "last_used_at")
+            identity: tuple[str, ...] = ("name", "allowed_models", "enabled")
+        else:
+            identity = ("name", "key_prefix", "allowed_models", "enabled", "created_at")
+            identity += ("last_used_at",)
+        fieldsets: list = [
+            (None, {"fields": identity}),
+            (
+                "Limits and budget (empty: none; enforced in every worker)",
+                {"fields": (("rpm_limit", "tpm_limit", "max_concurrent"), LIMIT_BUDGET_FIELDS)},
+            ),
+        ]
+        if obj is not None:
+            fieldsets.append(("Use against the limits", {"fields": ("use",)}))
+        return fieldsets
+
+    @admin.display(description="use")
+    def use(self, obj: ClientKey) -> SafeString | str:
+        return use_against_limits(obj)
+
+    @admin.display(description="limits")
+    def limits_summary(self, obj: ClientKey) -> str:
+        parts = []
+        if obj.rpm_limit:
+            parts.append(f"{obj.rpm_limit} rpm")
+        if obj.tpm_limit:
+            parts.append(f"{obj.tpm_limit:,} tpm")
+        if obj.max_concurrent:
+            parts.append(f"{obj.max_concurrent} at once")
+        if obj.budget_tokens:
+            parts.append(f"{obj.budget_tokens:,} tokens/{obj.budget_period}")
+        if obj.budget_usd is not None:
+            parts.append(f"${obj.budget_usd:,.2f}/{obj.budget_period}")
+        return ", ".join(parts) or "—"
 
     @admin.display(description="key", ordering="prefix")
     def key_prefix(self, obj: ClientKey) -> str:

@@ -75,9 +75,27 @@ class CredentialForm(forms.ModelForm):
 
 
 class ClientKeyForm(forms.ModelForm):
-    """Name, allow list and switch; the key itself is generated on save, never typed in."""
+    """Name, allow list, switch and limits; the key itself is generated on save, never typed in."""
 
     class Meta:
         model = ClientKey
-        fields = ["name", "allowed_models", "enabled"]
+        fields = [
+            "name",
+            "allowed_models",
+            "enabled",
+            "rpm_limit",
+            "tpm_limit",
+            "max_concurrent",
+            "budget_period",
+            "budget_tokens",
+            "budget_usd",
+        ]
         widgets = {"allowed_models": forms.Textarea(attrs={"rows": 3})}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Only meaningful with a budget; a form posted without it keeps the month.
+        self.fields["budget_period"].required = False
+
+    def clean_budget_period(self) -> str:
+        return self.cleaned_data.get("budget_period") or "month"

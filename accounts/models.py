@@ -1,4 +1,4 @@
-"""The proxy's state: upstream credentials, client keys, settings, quota state and traces.
+"""The proxy's state: credentials, client keys, settings, quota state, traces, usage, prices.
 
 Nothing here knows HTTP or wire formats. Request-time code never reads these models directly: it
 reads the in-process snapshot built by ``accounts.pool``, which is rebuilt when ``PoolVersion``
@@ -12,7 +12,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
-from accounts import crypto, keys, patterns
+from accounts import crypto, keys, limits, patterns
 
 
 class Provider(models.TextChoices):
@@ -204,6 +204,41 @@ class ClientKey(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Limits and budgets (accounts.limits); empty = no limit. Enforced in every worker.
+    rpm_limit = models.PositiveIntegerField(
+        "requests per minute", null=True, blank=True, validators=[MinValueValidator(1)]
+    )
+    tpm_limit = models.PositiveIntegerField(
+        "tokens per minute",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Input + output tokens.",
+    )
+    max_concurrent = models.PositiveIntegerField(
+        "concurrent requests", null=True, blank=True, validators=[MinValueValidator(1)]
+    )
+    budget_period = models.CharField(
+        max_length=8,
+        choices=[("day", "Day (UTC)"), ("week", "Week (from Monday, UTC)"), ("month", "Month")],
+        default="month",
+    )
+    budget_tokens = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Input + output tokens per period.",
+    )
+    budget_usd = models.DecimalField(
+        "budget (USD)",
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="Dollars per period, at the price table's prices. Requests of models "
+        "without a price are refused while a money budget is set.",
+    )
 
     class Meta:
         ordering = ["name", "id"]
@@ -226,6 +261,17 @@ class ClientKey(models.Model):
     @property
     def allowed_list(self) -> list[str]:
         return patterns.split_list(self.allowed_models)
+
+    @property
+    def limits(self) -> limits.KeyLimits:
+        return limits.KeyLimits(
+            rpm=self.rpm_limit,
+            tpm=self.tpm_limit,
+            concurrent=self.max_concurrent,
+            budget_period=self.budget_period,
+            budget_tokens=self.budget_tokens,
+            budget_micro_usd=limits.micro_usd(self.budget_usd),
+        )
 
 
 class ProxySettings(models.Model):
@@ -349,6 +395,8 @@ class CredentialStats(models.Model):
     hour = models.DateTimeField()
     successes = models.PositiveIntegerField(default=0)
     failures = models.PositiveIntegerField(default=0)
+    # Requests that passed this credential by while it cooled down (summarised, not traced).
+    skips = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [
@@ -492,3 +540,89 @@ class OAuthLogin(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} login {self.state[:6]}… ({self.status})"
+
+
+class ModelPrice(models.Model):
+    """Dollars per million tokens for one model; seeded with published prices (accounts.prices)."""
+
+    model = models.CharField(
+        max_length=200,
+        unique=True,
+        help_text="The upstream model name (or the name clients use). A trailing * prices every "
+        "model starting with the rest.",
+    )
+    input = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
+    output = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
+    cache_read = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
+    cache_write = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model"]
+        verbose_name = "model price"
+
+    def __str__(self) -> str:
+        return self.model
+
+
+class UsageRecord(models.Model):
+    """One client request: who, through which credential, what it cost and how it ended.
+
+    Buffered in each worker and written in batches (accounts.usage); names are copied beside the
+    foreign keys so a record outlives the key or credential it names.
+    """
+
+    created_at = models.DateTimeField(db_index=True)
+    request_id = models.CharField(max_length=40)
+    endpoint = models.CharField(max_length=40)
+    client_key = models.ForeignKey(
+        ClientKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage"
+    )
+    client_key_name = models.CharField(max_length=100, blank=True)
+    credential = models.ForeignKey(
+        Credential, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage"
+    )
+    credential_label = models.CharField(max_length=100, blank=True)
+    provider = models.CharField(max_length=20, blank=True)
+    model = models.CharField(max_length=200)
+    upstream_model = models.CharField(max_length=200, blank=True)
+    stream = models.BooleanField(default=False)
+    status = models.PositiveSmallIntegerField()
+    error_type = models.CharField(max_length=60, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cache_read_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(
+        max_digits=16, decimal_places=8, null=True, blank=True, help_text="Empty: unknown."
+    )
+    latency_ms = models.PositiveIntegerField(default=0)
+    ttfb_ms = models.PositiveIntegerField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    cut_off = models.BooleanField(
+        default=False, help_text="A stream that ended before its final event (tokens so far)."
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["client_key", "created_at"], name="usage_key_time")]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.model} → {self.status}"
+
+
+class LimitCounter(models.Model):
+    """Shared limit counters when there is no Redis (accounts.limiter): one row per key, limit
+    and window; in-flight requests are rows named ``inflight:<request id>``."""
+
+    client_key = models.ForeignKey(ClientKey, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=60)
+    window = models.BigIntegerField(help_text="Epoch seconds the window starts.")
+    value = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client_key", "name", "window"], name="limit_counter_unique"
+            )
+        ]

@@ -22,9 +22,12 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from accounts import catalog, crypto, omissions, patterns, quota, versions
+from accounts import catalog, crypto, limiter, omissions, patterns, quota, usage, versions
 from accounts.cooldown import Failure, QuotaRecord, apply_failure
-from accounts.oauth import tokens, usage
+from accounts.limits import KeyLimits
+from accounts.oauth import tokens
+from accounts.oauth import usage as usage_poll
+from accounts.prices import Price
 from accounts.rotation import Selector
 from accounts.secrets import Secret
 from accounts.store import RETRY_SECONDS, DatabaseFailure, StoreHealth, StoreUnavailable
@@ -158,6 +161,12 @@ class ClientKeyView:
     prefix: str
     digest: str
     allowed_models: tuple[str, ...]
+    limits: KeyLimits = KeyLimits()
+
+    @classmethod
+    def of(cls, key) -> ClientKeyView:
+        limits = key.limits
+        return cls(key.pk, key.name, key.prefix, key.digest, tuple(key.allowed_list), limits)
 
     def may_use(self, model: str) -> bool:
         return not self.allowed_models or patterns.matches_any(self.allowed_models, model)
@@ -201,6 +210,8 @@ class Snapshot:
     credentials: tuple[CredentialView, ...]
     keys: dict[str, ClientKeyView]
     unreadable: tuple[str, ...] = ()
+    # The admin's price table (accounts.prices), by model name.
+    prices: dict[str, Price] = field(default_factory=dict)
     _routes: dict[str, tuple[Route, ...]] = field(default_factory=dict)
     # Filled lazily by claude_api.models_list for GET /v1/models.
     model_entries: list[dict[str, Any]] | None = None
@@ -231,7 +242,7 @@ class Snapshot:
 
 def load_snapshot() -> Snapshot:
     """Build a snapshot from the database (synchronous; call through database_sync_to_async)."""
-    from accounts.models import ClientKey, Credential, ProxySettings
+    from accounts.models import ClientKey, Credential, ModelPrice, ProxySettings
 
     version = versions.read_from_database()[0]
     row = ProxySettings.load()
@@ -253,11 +264,12 @@ def load_snapshot() -> Snapshot:
             logger.error("credential %r skipped: its secret cannot be decrypted", credential.label)
             continue
         views.append(_credential_view(credential, secret, config))
-    keys = {
-        key.digest: ClientKeyView(key.pk, key.name, key.prefix, key.digest, tuple(key.allowed_list))
-        for key in ClientKey.objects.filter(enabled=True)
+    keys = {key.digest: ClientKeyView.of(key) for key in ClientKey.objects.filter(enabled=True)}
+    price_table = {
+        row.model: Price(row.input, row.output, row.cache_read, row.cache_write)
+        for row in ModelPrice.objects.all()
     }
-    return Snapshot(version, config, tuple(views), keys, tuple(unreadable))
+    return Snapshot(version, config, tuple(views), keys, tuple(unreadable), price_table)
 
 
 def _credential_view(credential, secret: str, config: ProxyConfig) -> CredentialView:
@@ -332,30 +344,41 @@ class Counters:
     def __init__(self) -> None:
         self.successes: Counter[int] = Counter()
         self.failures: Counter[int] = Counter()
+        # Requests that passed a credential by because it was cooling down.
+        self.skips: Counter[int] = Counter()
         self.keys_used: dict[int, float] = {}
         self.flushed_at = time.monotonic()
         self.flushes = 0
 
-    def restore(self, drained: tuple[dict[int, int], dict[int, int], dict[int, float]]) -> None:
+    def restore(
+        self, drained: tuple[dict[int, int], dict[int, int], dict[int, float], dict[int, int]]
+    ) -> None:
         """Put back counts whose write failed, for the next flush."""
-        successes, failures, keys_used = drained
+        successes, failures, keys_used, skips = drained
         self.successes.update(successes)
         self.failures.update(failures)
+        self.skips.update(skips)
         for key_id, used_at in keys_used.items():
             self.keys_used[key_id] = max(used_at, self.keys_used.get(key_id, 0.0))
 
-    def drain(self) -> tuple[dict[int, int], dict[int, int], dict[int, float]]:
-        drained = (dict(self.successes), dict(self.failures), dict(self.keys_used))
+    def drain(self) -> tuple[dict[int, int], dict[int, int], dict[int, float], dict[int, int]]:
+        drained = (
+            dict(self.successes),
+            dict(self.failures),
+            dict(self.keys_used),
+            dict(self.skips),
+        )
         self.successes.clear()
         self.failures.clear()
         self.keys_used.clear()
+        self.skips.clear()
         self.flushed_at = time.monotonic()
         self.flushes += 1
         return drained
 
     @property
     def pending(self) -> bool:
-        return bool(self.successes or self.failures or self.keys_used)
+        return bool(self.successes or self.failures or self.keys_used or self.skips)
 
 
 class Pool:
@@ -367,6 +390,7 @@ class Pool:
         self.selector = Selector()
         self.counters = Counters()
         self.store = StoreHealth()
+        self.ledger = usage.Ledger()
         self._checked_at = 0.0
         self._background: set[asyncio.Task] = set()
         self._flush_timer: asyncio.Task | None = None
@@ -398,7 +422,7 @@ class Pool:
             self.counters.flushed_at = time.monotonic()
             self.spawn(self.flush())
         tokens.maybe_sweep(self.spawn)
-        usage.maybe_poll(self.spawn)
+        usage_poll.maybe_poll(self.spawn)
         return self.snapshot
 
     async def refresh(self) -> None:
@@ -498,6 +522,7 @@ class Pool:
         self.counters.keys_used[key_id] = time.time()
 
     async def flush(self) -> None:
+        await self._flush_ledger()
         if not self.counters.pending:
             self.counters.flushed_at = time.monotonic()
             return
@@ -506,14 +531,37 @@ class Pool:
             self.counters.restore(drained)  # written once the database is back
             return
         try:
-            await database_sync_to_async(quota.flush_counters)(*drained, time.time())
+            successes, failures, keys_used, skips = drained
+            await database_sync_to_async(quota.flush_counters)(
+                successes, failures, keys_used, time.time(), skips=skips
+            )
             if self.counters.flushes % 100 == 1:
                 await database_sync_to_async(quota.prune_traces)(time.time())
+                await database_sync_to_async(usage.prune)()
+                if not settings.REDIS_URL:
+                    await database_sync_to_async(limiter.prune_database)()
         except DatabaseFailure as exc:
             self.store.failed(exc)
             self.counters.restore(drained)
         except Exception:
             logger.exception("could not flush request counters")
+
+    async def _flush_ledger(self) -> None:
+        batch = self.ledger.drain()
+        if not batch:
+            return
+        if self.store.down:
+            self.ledger.put_back(batch)  # written once the database is back
+            return
+        try:
+            await database_sync_to_async(usage.write)(batch)
+        except Exception as exc:
+            # Kept for the next flush: a database hiccup must not lose the ledger.
+            if isinstance(exc, DatabaseFailure):
+                self.store.failed(exc)
+            else:
+                logger.exception("could not write %d usage records", len(batch))
+            self.ledger.put_back(batch)
 
     async def write(self, write: Callable[[], object]) -> None:
         """A bookkeeping write (sync, on a worker thread); owed for later while the database
@@ -532,8 +580,8 @@ class Pool:
         the admin's figures are right within seconds of the last request (the server calls
         this once its event loop runs)."""
         if self._flush_timer is None or self._flush_timer.done():
-            # In a context of its own: started from a request, it would carry that request's
-            # context (asgiref's thread-executor bookkeeping included) for the process's life.
+            # A fresh context: the timer outlives the request that happened to start it. The
+            # event loop, not the running one: daphne starts this before its loop runs.
             self._flush_timer = asyncio.get_event_loop().create_task(
                 self._flush_periodically(), context=contextvars.Context()
             )
@@ -548,7 +596,7 @@ class Pool:
                 # Accounts are renewed ahead of expiry, and their windows polled (when that is
                 # on), even while no request comes in.
                 tokens.maybe_sweep(self.spawn)
-                usage.maybe_poll(self.spawn)
+                usage_poll.maybe_poll(self.spawn)
 
     async def shutdown(self) -> None:
         """At server shutdown, after open requests were ended: let their bookkeeping finish

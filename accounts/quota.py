@@ -134,24 +134,33 @@ def flush_counters(
     failures: dict[int, int],
     keys_used: dict[int, float],
     now: float,
+    *,
+    skips: dict[int, int] | None = None,
 ) -> None:
     hour = datetime.fromtimestamp(now - now % 3600, tz=UTC)
-    for credential_id in set(successes) | set(failures):
+    skips = skips or {}
+    for credential_id in set(successes) | set(failures) | set(skips):
         ok, failed = successes.get(credential_id, 0), failures.get(credential_id, 0)
-        updated = CredentialStats.objects.filter(credential_id=credential_id, hour=hour).update(
-            successes=F("successes") + ok, failures=F("failures") + failed
-        )
-        if not updated:
+        skipped = skips.get(credential_id, 0)
+        changes = {
+            "successes": F("successes") + ok,
+            "failures": F("failures") + failed,
+            "skips": F("skips") + skipped,
+        }
+        rows = CredentialStats.objects.filter(credential_id=credential_id, hour=hour)
+        if not rows.update(**changes):
             try:
                 with transaction.atomic():
                     CredentialStats.objects.create(
-                        credential_id=credential_id, hour=hour, successes=ok, failures=failed
+                        credential_id=credential_id,
+                        hour=hour,
+                        successes=ok,
+                        failures=failed,
+                        skips=skipped,
                     )
             except IntegrityError:
                 # Another worker created the row first, or the credential is gone.
-                CredentialStats.objects.filter(credential_id=credential_id, hour=hour).update(
-                    successes=F("successes") + ok, failures=F("failures") + failed
-                )
+                rows.update(**changes)
     for key_id, used_at in keys_used.items():
         moment = _to_datetime(used_at)
         ClientKey.objects.filter(pk=key_id).filter(
@@ -182,3 +191,9 @@ def recent_counts(credential_ids: Iterable[int], hours: int = 24) -> dict[int, t
         ok, failed = counts.get(row.credential_id, (0, 0))
         counts[row.credential_id] = (ok + row.successes, failed + row.failures)
     return counts
+
+
+def recent_skips(credential_id: int, hours: int = 24) -> int:
+    since = timezone.now() - timedelta(hours=hours)
+    rows = CredentialStats.objects.filter(credential_id=credential_id, hour__gte=since)
+    return sum(rows.values_list("skips", flat=True))

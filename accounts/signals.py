@@ -7,9 +7,10 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from accounts import versions
-from accounts.models import ClientKey, Credential, CredentialModel, ProxySettings
+from accounts.models import ClientKey, Credential, CredentialModel, ModelPrice, ProxySettings
 
-CONFIG_MODELS = (Credential, CredentialModel, ClientKey, ProxySettings)
+# Prices are part of the snapshot: workers price requests in memory (budgets in money).
+CONFIG_MODELS = (Credential, CredentialModel, ClientKey, ModelPrice, ProxySettings)
 
 
 def config_changed() -> None:

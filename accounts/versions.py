@@ -115,3 +115,11 @@ def _async_redis():
         )
         _async_clients[id(loop)] = client
     return client
+
+
+async def close_async_clients() -> None:
+    """Close this loop's Redis client (tests, whose every test runs its own event loop)."""
+    clients = list(_async_clients.values())
+    _async_clients.clear()
+    for client in clients:
+        await client.aclose()

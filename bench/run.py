@@ -80,6 +80,11 @@ class Stack:
         }
         self.processes: list[subprocess.Popen] = []
         self.key = ""
+        # The ledger and limits pair: one daphne with both off, one with both on (Redis).
+        self.redis_url = ""
+        self.off_port = free_port()
+        self.on_port = free_port()
+        self.limited_key = ""
 
     def start(self) -> None:
         self.processes.append(
@@ -153,6 +158,51 @@ class Stack:
         wait_for_port(self.proxy_port)
         wait_for_port(self.floor_port)
 
+    def start_ledger_pair(self, redis_url: str) -> None:
+        """A daphne without the ledger (and a key without limits), and one with the ledger and a
+        key whose every limit is set (high enough never to refuse), counted in Redis."""
+        import redis
+
+        redis.Redis.from_url(redis_url).flushdb()
+        self.redis_url = redis_url
+        manage = [PYTHON, str(ROOT / "manage.py")]
+        self.limited_key = subprocess.run(
+            [*manage, "create_client_key", "limited"],
+            env=self.env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        subprocess.run(
+            [
+                *manage,
+                "shell",
+                "-c",
+                "from accounts.models import ClientKey; ClientKey.objects.filter(name='limited')"
+                ".update(rpm_limit=10**9, tpm_limit=2 * 10**9, max_concurrent=10**6, "
+                "budget_tokens=10**15, budget_usd=10**9)",
+            ],
+            env=self.env,
+            cwd=ROOT,
+            check=True,
+        )
+        for port, extra in (
+            (self.off_port, {"USAGE_LEDGER": "false"}),
+            (self.on_port, {"REDIS_URL": redis_url}),
+        ):
+            self.processes.append(
+                subprocess.Popen(
+                    [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+                    + ["proxysite.asgi:application"],
+                    env={**self.env, **extra},
+                    cwd=ROOT,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            wait_for_port(port)
+
     @property
     def upstream_url(self) -> str:
         return f"http://127.0.0.1:{self.upstream_port}"
@@ -215,6 +265,20 @@ async def latency_c1(
         for _ in range(rounds):
             for name, (url, headers) in targets.items():
                 results[name] += await timed_requests(session, url, headers, per_round, pause)
+    return results
+
+
+async def latency_ab(
+    targets: dict[str, tuple[str, dict]], rounds: int, per_round: int
+) -> dict[str, list[float]]:
+    """c=1 latencies of several targets, in interleaved blocks (noise hits each alike)."""
+    results: dict[str, list[float]] = {name: [] for name in targets}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
+        for url, headers in targets.values():
+            await timed_requests(session, url, headers, 100)  # warm up
+        for _ in range(rounds):
+            for name, (url, headers) in targets.items():
+                results[name] += await timed_requests(session, url, headers, per_round)
     return results
 
 
@@ -377,6 +441,61 @@ def selection_numbers(repeat: int) -> dict[str, float]:
 # Report --------------------------------------------------------------------------------------
 
 
+def ledger_and_limits_rows(
+    stack: Stack, redis_url: str, scale: float, seconds: float
+) -> list[tuple[str, str, str]]:
+    """The same requests with the ledger and every limit off, and on (counted in Redis)."""
+    from tests.services import redis_reachable
+
+    if not redis_url or not redis_reachable(redis_url):
+        return [("ledger + limits (Redis) vs off", "skipped: give --redis URL", "")]
+    stack.start_ledger_pair(redis_url)
+    url = "http://127.0.0.1:{}/v1/messages"
+    targets = {
+        "off": (
+            url.format(stack.off_port),
+            {"content-type": "application/json", "x-api-key": stack.key},
+        ),
+        # The same worker, a key without limits: the ledger's share alone.
+        "ledger": (
+            url.format(stack.on_port),
+            {"content-type": "application/json", "x-api-key": stack.key},
+        ),
+        "on": (
+            url.format(stack.on_port),
+            {"content-type": "application/json", "x-api-key": stack.limited_key},
+        ),
+    }
+    c1 = asyncio.run(latency_ab(targets, rounds=10, per_round=int(200 * scale)))
+    off_p50, on_p50 = percentile(c1["off"], 50), percentile(c1["on"], 50)
+    ledger_p50 = percentile(c1["ledger"], 50)
+    off_rps = asyncio.run(throughput(targets["off"][0], targets["off"][1], 32, seconds))
+    ledger_rps = asyncio.run(throughput(targets["ledger"][0], targets["ledger"][1], 32, seconds))
+    on_rps = asyncio.run(throughput(targets["on"][0], targets["on"][1], 32, seconds))
+    return [
+        (
+            "ledger on, key without limits: c=1 p50 (ms) / c=32 (req/s)",
+            f"{ledger_p50:.2f} / {ledger_rps:.0f}",
+            "",
+        ),
+        (
+            "ledger + limits off: c=1 p50 (ms) / c=32 (req/s)",
+            f"{off_p50:.2f} / {off_rps:.0f}",
+            "",
+        ),
+        (
+            "ledger + limits on (Redis): c=1 p50 (ms) / c=32 (req/s)",
+            f"{on_p50:.2f} / {on_rps:.0f}",
+            "",
+        ),
+        (
+            "ledger + limits: added p50 (ms) / c=32 throughput change",
+            f"{on_p50 - off_p50:.2f} / {100 * (on_rps - off_rps) / off_rps:+.1f} %",
+            "<= 0.2 / >= -10 %",
+        ),
+    ]
+
+
 def table(rows: list[tuple[str, str, str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = []
@@ -390,6 +509,12 @@ def table(rows: list[tuple[str, str, str]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples (a smoke run)")
+    parser.add_argument(
+        "--redis",
+        default=os.environ.get("BENCH_REDIS_URL", ""),
+        help="a Redis database the bench may empty, for the ledger and limits rows "
+        "(default: $BENCH_REDIS_URL; without it those rows are skipped)",
+    )
     args = parser.parse_args()
     scale = 0.2 if args.quick else 1.0
 
@@ -514,6 +639,7 @@ def main() -> None:
             ),
             ("daphne RSS after the load (MB)", f"{rss_mb(stack.daphne.pid):.0f}", ""),
         ]
+        rows += ledger_and_limits_rows(stack, args.redis, scale, seconds)
     finally:
         stack.stop()
 

@@ -6,9 +6,9 @@ from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from ninja import Router
 
 from accounts.pool import pool
-from claude_api import auth, models_list, streaming
+from claude_api import auth, limits, models_list, streaming
 from claude_api.dispatch import Dispatch
-from claude_api.errors import NotFound, PermissionDenied, RequestTooLarge
+from claude_api.errors import NotFound, PermissionDenied, ProxyError, RequestTooLarge
 from claude_api.request import (
     COUNT_TOKENS,
     MESSAGES,
@@ -77,8 +77,15 @@ async def _dispatch(request: HttpRequest, endpoint: str) -> Dispatch:
         beta_query=request.GET.get("beta") == "true",
         request_id=request.request_id,
         client_key_name=client_key.name,
+        client_key_id=client_key.key_id,
     )
     dispatch = Dispatch(client_request, snapshot)
     if not dispatch.routes:
         raise NotFound(f"model: {model} is not served by any enabled credential.")
+    try:
+        await limits.admit(dispatch, client_key)
+    except ProxyError as exc:
+        # Refused at the door: in the ledger, and nothing was sent upstream.
+        dispatch.finish(exc.status, error_type=exc.error_type)
+        raise
     return dispatch

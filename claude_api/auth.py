@@ -70,4 +70,4 @@ async def _lookup(digest: str) -> ClientKeyView | None:
         return None
     # The snapshot is behind; catch up for the next requests.
     pool.spawn(pool.refresh())
-    return ClientKeyView(row.pk, row.name, row.prefix, row.digest, tuple(row.allowed_list))
+    return ClientKeyView.of(row)

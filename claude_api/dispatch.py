@@ -24,9 +24,15 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TypeVar
 
-from accounts import cooldown, quota, windows
+from django.conf import settings
+
+from accounts import cooldown, prices, quota, windows
+from accounts.limiter import Admission
 from accounts.pool import Route, Snapshot, pool
+from accounts.prices import Tokens
 from accounts.secrets import redact
+from accounts.usage import RequestOutcome
+from claude_api import limits, metrics
 from claude_api.errors import AllCoolingDown, NoCredentialAvailable, ProxyError, UpstreamError
 from claude_api.providers import provider_for
 from claude_api.providers.accounts import refreshed_after_unauthorized
@@ -66,6 +72,13 @@ class Dispatch:
         self.started = time.monotonic()
         self._noted_skips: set[int] = set()
         self._saved = False
+        # The route last attempted (the one that answered, when one did).
+        self.route: Route | None = None
+        # Seconds from the start to the first byte the client got (set by claude_api.streaming).
+        self.ttfb: float | None = None
+        # The client key's admission (claude_api.limits), released when the request ends.
+        self.admission: Admission | None = None
+        self.started_at = time.time()
 
     # Operations ---------------------------------------------------------------------------
 
@@ -216,6 +229,7 @@ class Dispatch:
         operation: Callable[[UpstreamCall], Awaitable[T]],
     ) -> T:
         self.attempts += 1
+        self.route = route
         started = time.monotonic()
         call = UpstreamCall(self.request, route, self.config)
         try:
@@ -400,6 +414,9 @@ class Dispatch:
         if route.credential_id in self._noted_skips:
             return
         self._noted_skips.add(route.credential_id)
+        # Summarised per credential and hour (CredentialStats.skips); a request that a skip did
+        # not change gets no trace of its own.
+        pool.counters.skips[route.credential_id] += 1
         self.steps.append(
             {
                 "credential": route.credential.label,
@@ -412,13 +429,64 @@ class Dispatch:
 
     @property
     def worth_tracing(self) -> bool:
-        return any(step["outcome"] != "ok" for step in self.steps) or self.attempts > 1
+        """A failure, a probe or a wait changed how this request went. Skipping a cooling
+        credential alone did not: the request was served as if the credential were absent."""
+        return self.attempts > 1 or any(
+            step["outcome"] not in ("ok", "skipped") for step in self.steps
+        )
 
-    def finish(self, status: int) -> None:
-        """Keep the routing trace of a failed or retried request, off the request path."""
-        if self._saved or not (self.worth_tracing or status >= 400):
-            return
+    def finish(
+        self,
+        status: int,
+        *,
+        error_type: str = "",
+        tokens: Tokens | None = None,
+        cut_off: bool = False,
+    ) -> RequestOutcome | None:
+        """End the request once: its outcome to the ledger, the key's limits and the metrics,
+        and the routing trace of a failed or retried request, all off the request path."""
+        if self._saved:
+            return None
         self._saved = True
+        outcome = self._outcome(status, error_type, tokens or Tokens(), cut_off)
+        if settings.USAGE_LEDGER:
+            pool.ledger.add(outcome)
+        metrics.observe(outcome)
+        if self.admission is not None:
+            limits.release(self.admission, outcome)
+        if self.worth_tracing or status >= 400:
+            self._save_trace(status)
+        return outcome
+
+    def _outcome(
+        self, status: int, error_type: str, tokens: Tokens, cut_off: bool
+    ) -> RequestOutcome:
+        route, request = self.route, self.request
+        upstream_model = route.upstream_model if route else ""
+        price = prices.price_for(self.snapshot.prices, upstream_model, request.model)
+        return RequestOutcome(
+            started_at=self.started_at,
+            request_id=request.request_id,
+            endpoint=request.endpoint,
+            client_key_id=request.client_key_id,
+            client_key_name=request.client_key_name,
+            model=request.model,
+            stream=request.stream,
+            status=status,
+            error_type=error_type,
+            credential_id=route.credential_id if route else None,
+            credential_label=route.credential.label if route else "",
+            provider=route.credential.provider if route else "",
+            upstream_model=upstream_model,
+            tokens=tokens,
+            cost=prices.cost(tokens, price),
+            latency_ms=int((time.monotonic() - self.started) * 1000),
+            ttfb_ms=None if self.ttfb is None else int(self.ttfb * 1000),
+            attempts=self.attempts,
+            cut_off=cut_off,
+        )
+
+    def _save_trace(self, status: int) -> None:
         trace = {
             "request_id": self.request.request_id,
             "endpoint": self.request.endpoint,

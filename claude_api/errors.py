@@ -8,6 +8,7 @@ ProxyError                      status, error_type, message, headers
 ├── MethodNotAllowed            405 invalid_request_error
 ├── RequestTooLarge             413 request_too_large
 ├── AllCoolingDown              429 rate_limit_error (+ Retry-After)
+├── LimitExceeded               429 rate_limit_error (+ Retry-After): a client key's limit or budget
 ├── NoCredentialAvailable       503 api_error
 ├── StoreUnreachable            503 api_error (+ Retry-After): the database is away, nothing cached
 └── UpstreamError               the upstream's own status and envelope
@@ -123,6 +124,18 @@ class AllCoolingDown(ProxyError):
             f"in {self.retry_after} s.",
             headers={"retry-after": str(self.retry_after)},
         )
+
+
+class LimitExceeded(ProxyError):
+    """A client key's own limit or budget (accounts.limits); nothing was sent upstream."""
+
+    status = 429
+    error_type = "rate_limit_error"
+
+    def __init__(self, message: str, limit: str, seconds: float) -> None:
+        self.limit = limit
+        self.retry_after = max(1, math.ceil(seconds))
+        super().__init__(message, headers={"retry-after": str(self.retry_after)})
 
 
 class NoCredentialAvailable(ProxyError):

@@ -32,6 +32,7 @@ class ClientRequest:
     beta_query: bool  # the client called ...?beta=true
     request_id: str
     client_key_name: str = ""
+    client_key_id: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -15,10 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable
 
 from django.http import HttpResponse, StreamingHttpResponse
 
+from accounts.prices import Tokens
+from claude_api import usage
 from claude_api.dispatch import Dispatch, OpenedStream
 from claude_api.errors import ProxyError, UpstreamError
 from claude_api.providers.base import Reply, passthrough_headers
@@ -30,6 +33,8 @@ logger = logging.getLogger(__name__)
 ATTEMPTS_HEADER = "x-proxy-attempts"
 JSON = "application/json"
 SSE = "text/event-stream; charset=utf-8"
+# The ledger's error type for a request the client abandoned (status 499).
+CLIENT_CLOSED = "client_closed"
 
 
 async def reply_response(dispatch: Dispatch) -> HttpResponse | StreamingHttpResponse:
@@ -43,6 +48,7 @@ async def reply_response(dispatch: Dispatch) -> HttpResponse | StreamingHttpResp
         done, _ = await asyncio.wait({task}, timeout=interval)
     except asyncio.CancelledError:
         task.cancel()
+        dispatch.finish(499, error_type=CLIENT_CLOSED)
         raise
     if done:
         return await _answered(dispatch, task)
@@ -56,8 +62,9 @@ async def reply_response(dispatch: Dispatch) -> HttpResponse | StreamingHttpResp
 async def _keepalive_body(
     dispatch: Dispatch, task: asyncio.Future, interval: float
 ) -> AsyncIterator[bytes]:
-    status = 200
+    status, error_type, tokens = 200, "", None
     try:
+        dispatch.ttfb = time.monotonic() - dispatch.started
         yield b"\n"  # the first interval has already passed
         while True:
             done, _ = await asyncio.wait({task}, timeout=interval)
@@ -67,20 +74,20 @@ async def _keepalive_body(
         try:
             reply = task.result()
         except ProxyError as exc:
-            status = exc.status
+            status, error_type = exc.status, exc.error_type
             yield exc.body(dispatch.request.request_id)
         else:
-            status = reply.status
+            status, tokens = reply.status, _reply_tokens(dispatch, reply)
             yield reply.body
     except asyncio.CancelledError:
-        status = 499
+        status, error_type = 499, CLIENT_CLOSED
         raise
     finally:
         if not task.done():
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
-        dispatch.finish(status)
+        dispatch.finish(status, error_type=error_type, tokens=tokens)
 
 
 async def _answered(dispatch: Dispatch, pending: Awaitable[Reply]) -> HttpResponse:
@@ -90,14 +97,24 @@ async def _answered(dispatch: Dispatch, pending: Awaitable[Reply]) -> HttpRespon
     except ProxyError as exc:
         _failed(dispatch, exc)
         raise
-    dispatch.finish(reply.status)
+    except asyncio.CancelledError:
+        dispatch.finish(499, error_type=CLIENT_CLOSED)
+        raise
+    dispatch.ttfb = time.monotonic() - dispatch.started
+    dispatch.finish(reply.status, tokens=_reply_tokens(dispatch, reply))
     return _reply(dispatch, reply)
+
+
+def _reply_tokens(dispatch: Dispatch, reply: Reply) -> Tokens | None:
+    if dispatch.request.endpoint != MESSAGES or reply.status != 200:
+        return None
+    return usage.from_body(reply.body)
 
 
 def _failed(dispatch: Dispatch, exc: ProxyError) -> None:
     """The request ends with an error response (rendered by the API's exception handler)."""
     exc.headers[ATTEMPTS_HEADER] = str(dispatch.attempts)
-    dispatch.finish(exc.status)
+    dispatch.finish(exc.status, error_type=exc.error_type)
 
 
 def _reply(dispatch: Dispatch, reply: Reply) -> HttpResponse:
@@ -117,6 +134,9 @@ async def stream_response(dispatch: Dispatch) -> StreamingHttpResponse:
     except ProxyError as exc:
         _failed(dispatch, exc)
         raise
+    except asyncio.CancelledError:
+        dispatch.finish(499, error_type=CLIENT_CLOSED)
+        raise
     response = StreamingHttpResponse(_relay(dispatch, opened), content_type=SSE)
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
@@ -129,38 +149,50 @@ async def stream_response(dispatch: Dispatch) -> StreamingHttpResponse:
 
 
 async def _relay(dispatch: Dispatch, opened: OpenedStream) -> AsyncIterator[bytes]:
-    status = 200
+    status, error_type = 200, ""
+    seen = usage.StreamUsage()
     try:
+        seen.observe(opened.first)
+        dispatch.ttfb = time.monotonic() - dispatch.started
         yield opened.first.encode()
         interval = dispatch.config.stream_keepalive_seconds
         if interval > 0:
-            async for chunk in _with_keepalive(opened, interval):
+            async for chunk in _with_keepalive(opened, interval, seen):
                 yield chunk
         else:
             async for event in opened.events:
+                seen.observe(event)
                 yield event.encode()
     except UpstreamError as exc:
         # Headers are out: the error goes in-band, and it counts against the credential.
-        status = exc.status
+        status, error_type = exc.status, exc.error_type
         await dispatch.failed(opened.route, exc, after_first_byte=True)
         yield encode_event("error", exc.envelope(dispatch.request.request_id))
     except asyncio.CancelledError:
         # The client went away: never held against the credential.
-        status = 499
+        status, error_type = 499, CLIENT_CLOSED
         raise
     except Exception:
         logger.exception("relaying a stream failed")
-        status = 500
+        status, error_type = 500, "api_error"
         error = ProxyError("The proxy failed while relaying the stream.")
         yield encode_event("error", error.envelope(dispatch.request.request_id))
     else:
         await dispatch.succeeded(opened.route)
     finally:
         await opened.events.aclose()
-        dispatch.finish(status)
+        # Cut off: ended before the final message_delta; the ledger keeps the tokens seen so far.
+        dispatch.finish(
+            status,
+            error_type=error_type,
+            tokens=seen.tokens,
+            cut_off=status != 200 or not seen.finished,
+        )
 
 
-async def _with_keepalive(opened: OpenedStream, interval: float) -> AsyncIterator[bytes]:
+async def _with_keepalive(
+    opened: OpenedStream, interval: float, seen: usage.StreamUsage
+) -> AsyncIterator[bytes]:
     """Events as they come, and ``: keep-alive`` after every ``interval`` seconds of silence."""
     pending: asyncio.Future | None = None
     try:
@@ -176,6 +208,7 @@ async def _with_keepalive(opened: OpenedStream, interval: float) -> AsyncIterato
                 event = finished.result()
             except StopAsyncIteration:
                 return
+            seen.observe(event)
             yield event.encode()
     finally:
         if pending is not None and not pending.done():

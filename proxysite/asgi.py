@@ -28,6 +28,9 @@ async def application(scope, receive, send) -> None:
     if scope["type"] != "http":
         await django_application(scope, receive, send)
         return
+    if serving.stopping:
+        await _refuse_while_stopping(receive, send)
+        return
     # Counted so that shutdown can wait for open requests' bookkeeping (proxysite.lifecycle).
     serving.request_started()
     try:
@@ -37,6 +40,28 @@ async def application(scope, receive, send) -> None:
             await django_application(scope, receive, send)
     finally:
         serving.request_ended()
+
+
+STOPPING_BODY = (
+    b'{"type":"error","error":{"type":"overloaded_error",'
+    b'"message":"The server is shutting down; retry the request."}}'
+)
+
+
+async def _refuse_while_stopping(receive, send) -> None:
+    """503 without reading the body: a client retries it on another worker."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(STOPPING_BODY)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": STOPPING_BODY})
 
 
 class ProxyWebRequest(daphne_http.WebRequest):

@@ -26,7 +26,7 @@ from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.urls import set_script_prefix, set_urlconf
 
-API_PREFIXES = ("/v1/", "/v1", "/healthz", "/readyz")
+API_PREFIXES = ("/v1/", "/v1", "/healthz", "/readyz", "/metrics")
 API_MIDDLEWARE = ["proxysite.middleware.RequestIdMiddleware"]
 
 
@@ -82,7 +82,18 @@ class ApiASGIHandler(ASGIHandler):
             asyncio.create_task(self.listen_for_disconnect(receive)),
             asyncio.create_task(process_request()),
         ]
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            # The server cancels this handler (daphne at shutdown; asyncio.wait does not pass
+            # that on): end both tasks here, or the request runs on unseen after the shutdown's
+            # last flush (its outcome lost) and the disconnect listener stays suspended until
+            # interpreter teardown finalises it, which crashes CPython 3.11 (SIGSEGV in gc).
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            body_file.close()
+            raise
         for task in tasks:
             if task.done():
                 try:

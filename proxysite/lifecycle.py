@@ -46,6 +46,9 @@ class ServingProcess:
         self.in_flight = 0
         self.started = False
         self.draining = False
+        # Set when the last flush begins: requests arriving after that are refused (503), since
+        # their outcome could land after it.
+        self.stopping = False
         self._idle: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -172,6 +175,7 @@ class ServingProcess:
             reactor.callLater(0, reactor.stop)
 
     async def last_flush(self) -> None:
+        self.stopping = True
         if not await self.wait_idle(CANCELLED_REQUESTS_GRACE_SECONDS):
             logger.warning("%d requests still open at shutdown", self.in_flight)
         try:

@@ -56,6 +56,12 @@ SHUTDOWN_GRACE_SECONDS = envfloat("SHUTDOWN_GRACE_SECONDS", 60.0)
 # Freeze the objects that exist when a worker starts serving out of the garbage collector's
 # reach (proxysite.lifecycle); off only to measure what it saves (make bench).
 GC_FREEZE = envbool("GC_FREEZE", True)
+# Usage records (one per client request) older than this many days are pruned; 0 keeps them all.
+USAGE_RETENTION_DAYS = envint("USAGE_RETENTION_DAYS", 90)
+# The usage ledger (one record per request). Off only to measure what it costs (make bench).
+USAGE_LEDGER = envbool("USAGE_LEDGER", True)
+# /metrics: with a token, served to "Authorization: Bearer <token>"; without, to loopback only.
+METRICS_TOKEN = envsecret("METRICS_TOKEN")
 
 INSTALLED_APPS = [
     "daphne",

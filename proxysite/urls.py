@@ -11,5 +11,6 @@ urlpatterns = [
     path("", views.root),
     path("healthz", views.healthz),
     path("readyz", views.readyz),
+    path("metrics", views.metrics_view),
     path("admin/", admin.site.urls),
 ]

@@ -1,5 +1,6 @@
-"""The few endpoints outside the Claude API (no auth): the root (Claude Code sends HEAD / at
-start-up), a liveness check and a readiness check for load balancers.
+"""The few endpoints outside the Claude API: the root (Claude Code sends HEAD / at start-up),
+a liveness and a readiness check for load balancers (no auth), and the worker's Prometheus
+metrics.
 
 ``/healthz`` answers while the process runs. ``/readyz`` answers 503 while this worker should
 get no new traffic: its database (or its Redis, when configured) does not answer within
@@ -9,15 +10,19 @@ get no new traffic: its database (or its Redis, when configured) does not answer
 from __future__ import annotations
 
 import asyncio
+import hmac
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from accounts import versions
+from claude_api import metrics
 from proxysite.lifecycle import serving
 
 READY_CHECK_SECONDS = 2.0
+LOOPBACK = frozenset({"127.0.0.1", "::1"})
 
 
 async def root(request: HttpRequest) -> HttpResponse:
@@ -64,3 +69,28 @@ async def readyz(request: HttpRequest) -> HttpResponse:
     if request.method == "HEAD":
         return HttpResponse(status=status, content_type="application/json")
     return JsonResponse(body, status=status)
+
+
+async def metrics_view(request: HttpRequest) -> HttpResponse:
+    """With METRICS_TOKEN set: for ``Authorization: Bearer <token>`` from anywhere. Without:
+    for loopback clients only (a scraper on the same machine)."""
+    token = settings.METRICS_TOKEN
+    if token:
+        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip(), token):
+            return _error(
+                401, "authentication_error", "Send Authorization: Bearer <METRICS_TOKEN>."
+            )
+    elif request.META.get("REMOTE_ADDR") not in LOOPBACK:
+        return _error(
+            403,
+            "permission_error",
+            "Metrics are served to loopback only unless METRICS_TOKEN is set.",
+        )
+    return HttpResponse(metrics.render(), content_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _error(status: int, error_type: str, message: str) -> JsonResponse:
+    return JsonResponse(
+        {"type": "error", "error": {"type": error_type, "message": message}}, status=status
+    )

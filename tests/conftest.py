@@ -17,6 +17,7 @@ import pytest
 from django.db import connections
 from django.test import AsyncClient
 
+from accounts import versions
 from accounts.models import ClientKey, Credential, CredentialModel, ProxySettings
 from accounts.pool import pool
 from claude_api import http
@@ -64,6 +65,7 @@ async def fresh_pool(settings):
     yield pool
     await pool.settle()
     await http.close_all()
+    await versions.close_async_clients()
     pool.reset()
     connections.close_all()
 
@@ -86,8 +88,31 @@ def make_credential(
     return credential
 
 
-def make_client_key(name: str = "alice", allowed_models: str = "") -> str:
-    return ClientKey.issue(name=name, allowed_models=allowed_models)[1]
+def make_client_key(name: str = "alice", allowed_models: str = "", **limits: Any) -> str:
+    client_key, plaintext = ClientKey.issue(name=name, allowed_models=allowed_models)
+    if limits:
+        for field, value in limits.items():
+            setattr(client_key, field, value)
+        client_key.save()
+    return plaintext
+
+
+@pytest.fixture
+def published_prices(db) -> None:
+    """The price table as migration 0004 seeds it (transactional tests empty every table)."""
+    from accounts.models import ModelPrice
+    from accounts.prices import PUBLISHED
+
+    for model, price in PUBLISHED.items():
+        ModelPrice.objects.update_or_create(
+            model=model,
+            defaults={
+                "input": price.input,
+                "output": price.output,
+                "cache_read": price.cache_read,
+                "cache_write": price.cache_write,
+            },
+        )
 
 
 def set_proxy_settings(**values: Any) -> ProxySettings:

@@ -82,3 +82,22 @@ def test_it_keeps_connections_alive_while_serving_normally():
     request.handle_reply({"type": "http.response.start", "status": 200, "headers": []})
     assert request.responseHeaders.getRawHeaders(b"connection") is None
     assert channel.persistent is True
+
+
+async def test_it_refuses_requests_that_arrive_once_shutdown_began(monkeypatch):
+    from proxysite.lifecycle import serving
+
+    monkeypatch.setattr(serving, "stopping", True)
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        raise AssertionError("the body is never read")
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "path": "/v1/messages", "method": "POST", "headers": []}
+    await proxysite.asgi.application(scope, receive, send)
+    assert sent[0]["status"] == 503
+    assert b'"overloaded_error"' in sent[1]["body"]
+    assert serving.in_flight == 0
