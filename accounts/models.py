@@ -19,8 +19,11 @@ class Provider(models.TextChoices):
     ANTHROPIC = "anthropic", "Anthropic"
     GEMINI = "gemini", "Gemini"
     OPENAI = "openai", "OpenAI-compatible"
-    # ChatGPT (Codex) subscription accounts. They log in, refresh and show their state; the pool
-    # routes nothing to them until the Responses API provider exists.
+    # The provider names the wire: Chat Completions above, the Responses API here (OpenAI API
+    # keys, or any server that speaks POST {base}/responses).
+    OPENAI_RESPONSES = "openai-responses", "OpenAI Responses API"
+    # ChatGPT (Codex) subscription accounts: the Responses wire too, at the Codex backend, with
+    # the account's OAuth token.
     CODEX = "codex", "Codex (ChatGPT account)"
 
 
@@ -33,6 +36,7 @@ DEFAULT_BASE_URLS = {
     Provider.ANTHROPIC: "https://api.anthropic.com",
     Provider.GEMINI: "https://generativelanguage.googleapis.com",
     Provider.OPENAI: "",
+    Provider.OPENAI_RESPONSES: "https://api.openai.com/v1",
     Provider.CODEX: "https://chatgpt.com/backend-api/codex",
 }
 
