@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from channels.db import database_sync_to_async
 
 from accounts.models import Credential, CredentialModel, QuotaState
 from accounts.oauth import store
@@ -518,3 +519,26 @@ async def test_it_passes_claude_code_requests_through_the_strict_backend(
     assert response.status_code == 200, (response.content, codex.refusals)
     if body.get("stream"):
         assert_grammar(sse_events(await read_stream(response)))
+
+
+async def test_it_adds_a_responses_key_from_the_command_line(api, upstream, codex, monkeypatch):
+    from django.core.management import call_command
+
+    monkeypatch.setenv("OPENAI_KEY", API_KEY)
+    await database_sync_to_async(call_command)(
+        "add_credential",
+        "--provider",
+        "openai-responses",
+        "--label",
+        "openai",
+        "--secret-env",
+        "OPENAI_KEY",
+        "--base-url",
+        codex.api_base,
+        "--model",
+        "gpt-5.2=claude-opus-4-8",
+    )
+    response = await api.message(model="claude-opus-4-8")
+    assert response.status_code == 200, response.content
+    assert response.json()["model"] == "claude-opus-4-8"
+    assert codex.calls()[-1].json()["model"] == "gpt-5.2"
