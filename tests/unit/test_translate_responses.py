@@ -887,3 +887,87 @@ def test_it_gives_in_stream_errors_a_status(error, status):
 def test_it_reads_the_chatgpt_backends_detail_errors():
     info = parse_error(400, b'{"detail":"Unsupported parameter: max_output_tokens"}', now=NOW)
     assert info.status == 400 and "max_output_tokens" in info.message
+
+
+def test_it_streams_parallel_tool_calls_as_separate_blocks():
+    events = run(
+        [created()]
+        + call_events("fc_1", "call_1", "Read", ['{"path":', '"a"}'], index=0)
+        + call_events("fc_2", "call_2", "Read", ['{"path":"b"}'], index=1)
+        + [completed()]
+    )
+    content = assemble(events)["content"]
+    assert content == [
+        {"type": "tool_use", "id": "call_1", "name": "Read", "input": {"path": "a"}},
+        {"type": "tool_use", "id": "call_2", "name": "Read", "input": {"path": "b"}},
+    ]
+    body = {
+        "messages": [
+            {"role": "user", "content": "read both"},
+            {"role": "assistant", "content": content},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": "call_2", "content": "B"},
+                    {"type": "tool_result", "tool_use_id": "call_1", "content": "A"},
+                ],
+            },
+        ]
+    }
+    items = translate(body)["input"]
+    assert_calls_paired(items)
+    assert [(i["type"], i.get("call_id")) for i in items[1:]] == [
+        ("function_call", "call_1"),
+        ("function_call", "call_2"),
+        ("function_call_output", "call_2"),
+        ("function_call_output", "call_1"),
+    ]
+
+
+def test_it_releases_held_text_when_no_stop_sequence_matches():
+    events = run(
+        [created()] + message_events("m", ["Hello E", "N", "D-ish world"]) + [completed()],
+        stops=("ENDING",),
+    )
+    message = assemble(events)
+    assert message["content"] == [{"type": "text", "text": "Hello END-ish world"}]
+    assert message["stop_reason"] == "end_turn" and message["stop_sequence"] is None
+
+
+def test_it_never_opens_a_blank_text_block():
+    events = run([created()] + message_events("m", ["\n\n", "  "]) + [completed()])
+    assert assemble(events)["content"] == []
+    events = run([created()] + message_events("m", ["\n\n", "Hi"]) + [completed()])
+    assert assemble(events)["content"] == [{"type": "text", "text": "\n\nHi"}]
+
+
+def test_it_streams_raw_reasoning_text_and_ignores_unknown_events():
+    events = run(
+        [
+            created(),
+            {
+                "type": "response.reasoning_text.delta",
+                "item_id": "rs",
+                "output_index": 0,
+                "delta": "raw",
+            },
+            {"type": "response.something_new", "output_index": 0},
+            {
+                "type": "response.output_item.done",
+                "output_index": 0,
+                "item": {"id": "rs", "type": "reasoning", "summary": [], "encrypted_content": "E2"},
+            },
+            completed(),
+        ]
+    )
+    assert assemble(events)["content"] == [
+        {"type": "thinking", "thinking": "raw", "signature": RESPONSES_SIGNATURE_TAG + "E2"}
+    ]
+
+
+def test_it_omits_summaries_when_the_client_hides_thinking():
+    body = {
+        "messages": [{"role": "user", "content": "x"}],
+        "thinking": {"type": "enabled", "budget_tokens": 20000, "display": "omitted"},
+    }
+    assert translate(body)["reasoning"] == {"effort": "high"}
