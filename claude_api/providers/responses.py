@@ -20,7 +20,6 @@ count_tokens is a local estimate (there is no counting endpoint), marked as such
 from __future__ import annotations
 
 import hashlib
-import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -48,8 +47,6 @@ from claude_api.sse import SSEEvent
 from claude_api.translate import openai_responses as responses
 from claude_api.translate.common import Event, TranslatedStreamError
 from claude_api.translate.tokens import estimate_input_tokens
-
-logger = logging.getLogger(__name__)
 
 # Client headers forwarded as they are: they describe the real client, truthfully.
 FORWARDED_HEADERS = ("user-agent",)
@@ -173,9 +170,7 @@ def _cache_key(call: UpstreamCall) -> str:
 async def _error(call: UpstreamCall, response: httpx.Response) -> UpstreamError:
     body = await read_all(response, call.credential.label)
     info = responses.parse_error(response.status_code, body, now=time.time())
-    error = error_from_info(info, lower_headers(response))
-    error.raw_body = body[:4096]
-    return error
+    return error_from_info(info, lower_headers(response))
 
 
 def _refuses_reasoning(error: UpstreamError, payload: dict[str, Any]) -> bool:

@@ -971,3 +971,10 @@ def test_it_omits_summaries_when_the_client_hides_thinking():
         "thinking": {"type": "enabled", "budget_tokens": 20000, "display": "omitted"},
     }
     assert translate(body)["reasoning"] == {"effort": "high"}
+
+
+def test_it_asks_codex_for_little_reasoning_when_thinking_is_disabled():
+    body = {"messages": [{"role": "user", "content": "x"}], "thinking": {"type": "disabled"}}
+    assert translate(body, CODEX)["reasoning"] == {"effort": "low"}
+    assert "reasoning" not in translate(body)  # an API key's model may not reason at all
+    assert "reasoning" not in translate({"messages": body["messages"]}, CODEX)

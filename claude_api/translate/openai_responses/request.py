@@ -339,7 +339,11 @@ def build_request(
     effort = _reasoning_effort(body)
     thinking = body.get("thinking")
     display = thinking.get("display") if isinstance(thinking, dict) else None
-    if effort:
+    if codex and isinstance(thinking, dict) and thinking.get("type") == "disabled":
+        # Codex models always reason; "no thinking" asks for the least of it (every one of them
+        # takes "low"), with nothing to show.
+        request["reasoning"] = {"effort": "low"}
+    elif effort:
         reasoning: dict[str, Any] = {"effort": effort}
         if display != "omitted":
             # Summaries are what becomes visible thinking; the full reasoning stays encrypted.
