@@ -14,7 +14,8 @@ Headers: only what the backend needs (the token, the account id) and what the cl
 (its ``User-Agent``). No invented client identity: no Codex ``Originator``, no Codex user agent.
 An operator who needs another header sets it on the credential (extra headers).
 
-count_tokens is a local estimate (there is no counting endpoint), marked as such.
+count_tokens asks OpenAI's ``/responses/input_tokens`` for API keys and falls back to the local
+estimate (marked as such) where there is no counter, as on the Codex backend.
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ from claude_api.translate.tokens import estimate_input_tokens
 
 # Client headers forwarded as they are: they describe the real client, truthfully.
 FORWARDED_HEADERS = ("user-agent",)
+# What /responses/input_tokens takes of a request (no stream, store, include or output limits).
+COUNTED_FIELDS = frozenset(
+    {"model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "reasoning"}
+)
 # A 400 naming the encrypted reasoning: it was issued to another account or backend (the
 # conversation moved between credentials). The turn is retried once without earlier reasoning.
 _ENCRYPTED_REFUSALS = ("encrypted content", "encrypted_content")
@@ -80,8 +85,48 @@ class ResponsesProvider(Provider):
         return EventStream(encoded(), response)
 
     async def count_tokens(self, call: UpstreamCall) -> Reply:
+        """OpenAI counts a Responses request at ``{base}/responses/input_tokens``; the Codex
+        backend has no counter. Where there is none (404, or a server that refuses the call),
+        the local estimate answers, marked as such: a failed count must not fail the client,
+        which falls back to paid max_tokens=1 calls."""
+        if not self.codex:
+            counted = await self._count_upstream(call)
+            if counted is not None:
+                return counted
         tokens = estimate_input_tokens(call.request.body)
         return Reply(200, dumps({"input_tokens": tokens}), {}, {ESTIMATE_HEADER: "estimate"})
+
+    async def _count_upstream(self, call: UpstreamCall) -> Reply | None:
+        body = call.request.body
+        payload = responses.build_request(
+            body,
+            upstream_model=call.upstream_model,
+            options=responses.ResponsesOptions(codex=False),
+            names=responses.tool_names(body),
+            ids=responses.call_ids(body),
+        )
+        payload = {k: v for k, v in payload.items() if k in COUNTED_FIELDS}
+        headers = await self._headers(call)
+        headers["accept"] = "application/json"
+        url = call.credential.base_url + "/responses/input_tokens"
+        try:
+            response = await post(call, url, headers=headers, content=dumps(payload))
+        except UpstreamError:
+            return None
+        raw = await read_all(response, call.credential.label)
+        if response.status_code in (401, 403):
+            # A bad key is a bad key whatever the endpoint: let the pool know.
+            info = responses.parse_error(response.status_code, raw, now=time.time())
+            raise error_from_info(info, lower_headers(response))
+        if response.status_code >= 400:
+            return None
+        try:
+            tokens = orjson.loads(raw).get("input_tokens")
+        except (orjson.JSONDecodeError, AttributeError):
+            return None
+        if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0:
+            return None
+        return Reply(200, dumps({"input_tokens": tokens}), lower_headers(response))
 
     # -----------------------------------------------------------------------------------------
 

@@ -34,6 +34,10 @@ from tests.fakes.upstream import FakeUpstream, Recorded, Respond
 
 CODEX_PATH = "/codex/responses"
 API_PATH = "/v1/responses"
+COUNT_PATH = "/v1/responses/input_tokens"
+COUNTED = frozenset(
+    {"model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "reasoning"}
+)
 _serial = itertools.count(1)
 _TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 
@@ -157,6 +161,8 @@ class FakeResponses:
     # -----------------------------------------------------------------------------------------
 
     def handle(self, request: Recorded) -> Respond:
+        if request.path == COUNT_PATH:
+            return self._count(request)
         if request.path not in (CODEX_PATH, API_PATH):
             return self._fallback(request)
         codex = request.path == CODEX_PATH
@@ -172,6 +178,20 @@ class FakeResponses:
             return refused.response
         turn = self.turns.popleft() if self.turns else self.default_turn
         return self._answer(body, turn, account)
+
+    def _count(self, request: Recorded) -> Respond:
+        """OpenAI's input token counter: the request's input fields only, a rough count."""
+        try:
+            self._authenticate(request, codex=False)
+            body = request.json()
+            for name in body:
+                if name not in COUNTED:
+                    raise unknown_parameter(name)
+            self._validate_input(body.get("input"), "api")
+        except Refused as refused:
+            return refused.response
+        words = len(json.dumps([body.get("instructions"), body.get("input")]).split())
+        return Respond.json({"object": "response.input_tokens", "input_tokens": words})
 
     def _authenticate(self, request: Recorded, codex: bool) -> str:
         token = request.headers.get("authorization", "").removeprefix("Bearer ")

@@ -542,3 +542,32 @@ async def test_it_adds_a_responses_key_from_the_command_line(api, upstream, code
     assert response.status_code == 200, response.content
     assert response.json()["model"] == "claude-opus-4-8"
     assert codex.calls()[-1].json()["model"] == "gpt-5.2"
+
+
+async def test_it_counts_tokens_with_openais_counter_for_a_key(api, upstream, codex):
+    make_credential(
+        "responses",
+        provider="openai-responses",
+        base_url=codex.api_base,
+        secret=API_KEY,
+        models=["gpt-5.2"],
+    )
+    body = {
+        "model": "gpt-5.2",
+        "system": "one two",
+        "messages": [{"role": "user", "content": "three four"}],
+    }
+    response = await api.post("/v1/messages/count_tokens", body)
+    assert response.status_code == 200, response.content
+    assert "x-proxy-token-count" not in response.headers
+    sent = upstream.requests[-1]
+    assert sent.path == "/v1/responses/input_tokens"
+    assert set(sent.json()) == {"model", "instructions", "input"}
+    assert response.json()["input_tokens"] == len(
+        json.dumps([sent.json()["instructions"], sent.json()["input"]]).split()
+    )
+    # A server without the counter: the estimate, marked.
+    upstream.script("/v1/responses/input_tokens", Respond.json({"error": {"message": "no"}}, 404))
+    fallback = await api.post("/v1/messages/count_tokens", body)
+    assert fallback.status_code == 200
+    assert fallback.headers["x-proxy-token-count"] == "estimate"
