@@ -978,3 +978,12 @@ def test_it_asks_codex_for_little_reasoning_when_thinking_is_disabled():
     assert translate(body, CODEX)["reasoning"] == {"effort": "low"}
     assert "reasoning" not in translate(body)  # an API key's model may not reason at all
     assert "reasoning" not in translate({"messages": body["messages"]}, CODEX)
+
+
+def test_it_flushes_every_call_found_only_in_the_final_output():
+    calls = [
+        {"type": "function_call", "call_id": "call_a", "name": "Read", "arguments": '{"p":1}'},
+        {"type": "function_call", "call_id": "call_b", "name": "Read", "arguments": '{"p":2}'},
+    ]
+    events = run([created(), completed(output=calls)])
+    assert [block["input"] for block in assemble(events)["content"]] == [{"p": 1}, {"p": 2}]

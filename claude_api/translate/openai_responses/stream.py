@@ -422,14 +422,14 @@ class StreamTranslator:
             self._flush_text(events)
         self._close(events)
         # Calls that only appear in the final output (a server that streamed none of them).
-        for raw in response.get("output") or ():
+        for position, raw in enumerate(response.get("output") or ()):
             if (
                 isinstance(raw, dict)
                 and raw.get("type") == "function_call"
                 and str(raw.get("call_id") or "") not in self._call_ids
                 and self._stopped is None
             ):
-                self._item_done({"item": raw, "output_index": -1}, events)
+                self._item_done({"item": raw, "output_index": f"final-{position}"}, events)
         details = response.get("incomplete_details")
         reason = details.get("reason") if isinstance(details, dict) else None
         self._end(events, response.get("usage"), reason)
