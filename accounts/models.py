@@ -63,7 +63,8 @@ class Credential(models.Model):
         max_length=300,
         blank=True,
         help_text="Empty: the provider's default (api.anthropic.com, generativelanguage."
-        "googleapis.com). Required for OpenAI-compatible providers, e.g. https://host/v1.",
+        "googleapis.com, api.openai.com/v1 for the Responses API, chatgpt.com/backend-api/codex "
+        "for Codex accounts). Required for OpenAI-compatible providers, e.g. https://host/v1.",
     )
     extra_headers = models.JSONField(
         default=dict, blank=True, help_text='Sent with every upstream call, e.g. {"x-team": "a"}.'

@@ -12,6 +12,11 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AlterField(
             model_name='credential',
+            name='base_url',
+            field=models.CharField(blank=True, help_text="Empty: the provider's default (api.anthropic.com, generativelanguage.googleapis.com, api.openai.com/v1 for the Responses API, chatgpt.com/backend-api/codex for Codex accounts). Required for OpenAI-compatible providers, e.g. https://host/v1.", max_length=300),
+        ),
+        migrations.AlterField(
+            model_name='credential',
             name='provider',
             field=models.CharField(choices=[('anthropic', 'Anthropic'), ('gemini', 'Gemini'), ('openai', 'OpenAI-compatible'), ('openai-responses', 'OpenAI Responses API'), ('codex', 'Codex (ChatGPT account)')], default='anthropic', max_length=20),
         ),
