@@ -987,3 +987,34 @@ def test_it_flushes_every_call_found_only_in_the_final_output():
     ]
     events = run([created(), completed(output=calls)])
     assert [block["input"] for block in assemble(events)["content"]] == [{"p": 1}, {"p": 2}]
+
+
+def test_it_translates_claude_codes_tool_loop_exactly():
+    """Golden: tool-loop-02 (Claude Code 2.1.197: system, a mid-conversation system message, a
+    Bash call and its result, adaptive thinking) as the Codex backend receives it."""
+    body = json.loads((FIXTURES[0].parent / "tool-loop-02.json").read_text())["body"]
+    request = translate(body, CODEX)
+    call_id = body["messages"][2]["content"][1]["id"]
+    assert [(i["type"], i.get("role"), i.get("call_id")) for i in request["input"]] == [
+        ("message", "developer", None),
+        ("message", "user", None),
+        ("message", "developer", None),
+        ("message", "assistant", None),
+        ("function_call", None, call_id),
+        ("function_call_output", None, call_id),
+    ]
+    assert request["input"][0]["content"][0]["text"] == "\n\n".join(
+        block["text"] for block in body["system"][1:]
+    )
+    assert request["input"][2]["content"][0]["text"].startswith("<system-reminder>")
+    assert [tool["name"] for tool in request["tools"]] == [tool["name"] for tool in body["tools"]]
+    assert {k: v for k, v in request.items() if k not in ("input", "tools")} == {
+        "model": "gpt-5-codex",
+        "instructions": "",
+        "tool_choice": "auto",
+        "parallel_tool_calls": True,
+        "reasoning": {"effort": "high", "summary": "auto"},
+        "include": ["reasoning.encrypted_content"],
+        "store": False,
+        "stream": True,
+    }
