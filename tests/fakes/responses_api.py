@@ -84,6 +84,7 @@ ROLE_PARTS = {
     "assistant": {"output_text", "refusal"},
 }
 TOOL_FIELDS = frozenset({"type", "name", "description", "parameters", "strict"})
+HOSTED_SEARCH_FIELDS = frozenset({"type", "filters", "user_location", "search_context_size"})
 CODEX_REFUSED = ("max_output_tokens", "temperature", "top_p")
 
 
@@ -126,6 +127,7 @@ class Turn:
     error: dict[str, Any] | None = None  # for failed: {"code", "message"}
     fail_before_output: bool = False  # response.failed right after response.created
     headers: dict[str, str] = field(default_factory=dict)
+    search: str | None = None  # a hosted web search (its query) before the text
 
 
 class FakeResponses:
@@ -249,6 +251,13 @@ class FakeResponses:
                 if name in body:
                     raise Refused(Respond.json({"detail": f"Unsupported parameter: {name}"}, 400))
         for position, tool in enumerate(body.get("tools") or ()):
+            if tool.get("type") == "web_search":
+                for name in tool:
+                    if name not in HOSTED_SEARCH_FIELDS:
+                        raise unknown_parameter(f"tools[{position}].{name}")
+                continue
+            if tool.get("type") != "function":
+                raise invalid(f"Invalid value: '{tool.get('type')}'.", f"tools[{position}].type")
             for name in tool:
                 if name not in TOOL_FIELDS:
                     raise unknown_parameter(f"tools[{position}].{name}")
@@ -390,6 +399,24 @@ class FakeResponses:
             }
             if encrypted:
                 item["encrypted_content"] = encrypted
+            events.append(_event("response.output_item.done", output_index=index, item=item))
+            output.append(item)
+        if turn.search is not None:
+            if not any(t.get("type") == "web_search" for t in body.get("tools") or ()):
+                raise AssertionError("the script searches but the request offered no web_search")
+            item_id = f"ws_{next(_serial):06d}"
+            index = len(output)
+            item = {"id": item_id, "type": "web_search_call", "status": "in_progress"}
+            events.append(_event("response.output_item.added", output_index=index, item=item))
+            for phase in ("in_progress", "searching", "completed"):
+                kind = f"response.web_search_call.{phase}"
+                events.append(_event(kind, output_index=index, item_id=item_id))
+            action = {
+                "type": "search",
+                "query": turn.search,
+                "sources": [{"type": "url", "url": "https://example.com/result"}],
+            }
+            item = {**item, "status": "completed", "action": action}
             events.append(_event("response.output_item.done", output_index=index, item=item))
             output.append(item)
         if turn.text is not None:

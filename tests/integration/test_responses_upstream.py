@@ -571,3 +571,25 @@ async def test_it_counts_tokens_with_openais_counter_for_a_key(api, upstream, co
     fallback = await api.post("/v1/messages/count_tokens", body)
     assert fallback.status_code == 200
     assert fallback.headers["x-proxy-token-count"] == "estimate"
+
+
+async def test_it_answers_claude_codes_web_search_through_the_hosted_search(api, oauth, codex):
+    make_codex_account(oauth, codex)
+    codex.turns.append(Turn(reasoning=None, search="django 6 release", text="Django 6 is out."))
+    body = {
+        "model": "gpt-5-codex",
+        "max_tokens": 1024,
+        "stream": True,
+        "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 8}],
+        "messages": [{"role": "user", "content": "Perform a web search for: django 6 release"}],
+    }
+    response = await api.post("/v1/messages", body)
+    assert response.status_code == 200, (response.content, codex.refusals)
+    events = sse_events(await read_stream(response))
+    blocks = [
+        data["content_block"]["type"] for name, data in events if name == "content_block_start"
+    ]
+    assert blocks == ["server_tool_use", "web_search_tool_result", "text"]
+    assert events[-2][1]["delta"]["stop_reason"] == "end_turn"
+    assert events[-2][1]["usage"]["server_tool_use"] == {"web_search_requests": 1}
+    assert codex.calls()[-1].json()["tools"] == [{"type": "web_search"}]

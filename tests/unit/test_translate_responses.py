@@ -1018,3 +1018,73 @@ def test_it_translates_claude_codes_tool_loop_exactly():
         "store": False,
         "stream": True,
     }
+
+
+def test_it_maps_the_web_search_server_tool_to_the_hosted_one():
+    body = {
+        "messages": [{"role": "user", "content": "news?"}],
+        "tools": [
+            {
+                "type": "web_search_20250305",
+                "name": "web_search",
+                "max_uses": 8,
+                "allowed_domains": ["example.com"],
+                "user_location": {"type": "approximate", "city": "Oslo", "country": "NO"},
+            }
+        ],
+        "tool_choice": {"type": "tool", "name": "web_search"},
+    }
+    request = translate(body, CODEX)
+    assert request["tools"] == [
+        {
+            "type": "web_search",
+            "filters": {"allowed_domains": ["example.com"]},
+            "user_location": {"type": "approximate", "city": "Oslo", "country": "NO"},
+        }
+    ]
+    assert request["tool_choice"] == {"type": "web_search"}
+
+
+def test_it_streams_a_hosted_web_search_as_server_tool_blocks():
+    search = {
+        "id": "ws_1",
+        "type": "web_search_call",
+        "status": "completed",
+        "action": {
+            "type": "search",
+            "query": "proxy news",
+            "sources": [{"type": "url", "url": "https://example.com/a", "title": "A"}],
+        },
+    }
+    translator = StreamTranslator(model="m", names=tool_names({}), ids=call_ids({}), now=NOW)
+    events = []
+    for event in (
+        [created()]
+        + [
+            {
+                "type": "response.output_item.added",
+                "output_index": 0,
+                "item": {**search, "status": "in_progress"},
+            },
+            {"type": "response.web_search_call.searching", "output_index": 0, "item_id": "ws_1"},
+            {"type": "response.output_item.done", "output_index": 0, "item": search},
+        ]
+        + message_events("m", ["Found it."])
+        + [completed()]
+    ):
+        events += translator.feed(event)
+    assert [name for name, _ in events].count("content_block_start") == 3
+    assert [e[1]["index"] for e in events if e[0] == "content_block_stop"] == [0, 1, 2]
+    message = assemble(events)
+    tool, result, text = message["content"]
+    assert tool == {
+        "type": "server_tool_use",
+        "id": "srvtoolu_ws_1",
+        "name": "web_search",
+        "input": {"query": "proxy news"},
+    }
+    assert result["type"] == "web_search_tool_result" and result["tool_use_id"] == tool["id"]
+    assert [r["url"] for r in result["content"]] == ["https://example.com/a"]
+    assert text == {"type": "text", "text": "Found it."}
+    assert message["stop_reason"] == "end_turn"
+    assert message["usage"]["server_tool_use"] == {"web_search_requests": 1}

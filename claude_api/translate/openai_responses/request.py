@@ -282,11 +282,34 @@ def _input(body: dict[str, Any], names: ToolNames, ids: CallIds, *, codex: bool)
     return builder.finish()
 
 
+def is_web_search(tool: Any) -> bool:
+    return isinstance(tool, dict) and str(tool.get("type") or "").startswith("web_search_")
+
+
+def _web_search(tool: dict[str, Any]) -> dict[str, Any]:
+    """Anthropic's server web search as the Responses hosted one (blocked_domains and max_uses
+    have no equivalent)."""
+    item: dict[str, Any] = {"type": "web_search"}
+    domains = tool.get("allowed_domains")
+    if isinstance(domains, list) and domains:
+        item["filters"] = {"allowed_domains": [d for d in domains if isinstance(d, str)]}
+    location = tool.get("user_location")
+    if isinstance(location, dict):
+        fields = ("city", "region", "country", "timezone")
+        item["user_location"] = {"type": "approximate"} | {
+            k: location[k] for k in fields if isinstance(location.get(k), str)
+        }
+    return item
+
+
 def _tools(body: dict[str, Any], names: ToolNames) -> list[dict[str, Any]]:
     tools = []
     for tool in body.get("tools") or ():
+        if is_web_search(tool):
+            tools.append(_web_search(tool))
+            continue
         if not isinstance(tool, dict) or tool.get("type") not in (None, "custom"):
-            continue  # Anthropic server tools (web_search_2025…, bash_2025…): not offered here
+            continue  # other Anthropic server tools (bash_2025…, code execution): not offered
         name = tool.get("name")
         if not isinstance(name, str) or not name:
             continue
@@ -301,8 +324,13 @@ def _tools(body: dict[str, Any], names: ToolNames) -> list[dict[str, Any]]:
     return tools
 
 
-def _tool_choice(choice: Any, names: ToolNames) -> Any:
+def _tool_choice(choice: Any, names: ToolNames, body: dict[str, Any]) -> Any:
     kind = choice.get("type") if isinstance(choice, dict) else None
+    if kind == "tool" and any(
+        is_web_search(tool) and tool.get("name") == choice.get("name")
+        for tool in body.get("tools") or ()
+    ):
+        return {"type": "web_search"}
     if kind == "any":
         return "required"
     if kind == "none":
@@ -333,7 +361,7 @@ def build_request(
         # tool_choice / parallel_tool_calls without tools are refused.
         request["tools"] = tools
         choice = body.get("tool_choice")
-        request["tool_choice"] = _tool_choice(choice, names)
+        request["tool_choice"] = _tool_choice(choice, names, body)
         disable = isinstance(choice, dict) and choice.get("disable_parallel_tool_use") is True
         request["parallel_tool_calls"] = not disable
     effort = _reasoning_effort(body)

@@ -11,6 +11,7 @@ Each upstream event is translated as it arrives:
 | ``response.output_item.added`` function_call      | a tool_use block (name and id mapped back)        |
 | ``response.function_call_arguments.delta``        | ``input_json_delta``                              |
 | ``response.function_call_arguments.done``, item done | what was not streamed yet; ``{}`` or a JSON repair if needed; block stop |
+| ``response.output_item.done`` web_search_call     | ``server_tool_use`` (the query) + ``web_search_tool_result`` (its sources) |
 | ``response.completed`` / ``response.incomplete``  | calls only found in ``output``, ``message_delta`` (stop reason, usage), ``message_stop`` |
 | ``response.failed``, ``error``                    | ``TranslatedStreamError`` (the provider's ``event: error``, or a failover) |
 
@@ -25,6 +26,7 @@ of the longest sequence minus one, and the first match ends the message with
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from claude_api.translate.common import (
@@ -46,7 +48,7 @@ from claude_api.translate.openai_responses.response import (
     usage,
 )
 
-_NONE, _THINKING, _TEXT, _TOOL = 0, 1, 2, 3
+_NONE, _THINKING, _TEXT, _TOOL, _SEARCH = 0, 1, 2, 3, 4
 _IGNORED = frozenset(
     {
         "response.queued",
@@ -56,8 +58,15 @@ _IGNORED = frozenset(
         "response.reasoning_summary_text.done",
         "response.reasoning_text.done",
         "response.refusal.done",
+        "response.web_search_call.in_progress",
+        "response.web_search_call.searching",
+        "response.web_search_call.completed",
     }
 )
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _block_delta(index: int, delta: dict[str, Any]) -> Event:
@@ -108,6 +117,7 @@ class StreamTranslator:
         self._tool_ids: set[str] = set()
         self._call_ids: set[str] = set()
         self._tools = False
+        self._searches = 0
         self._refused = False
         self._chars = 0
         self._pending = ""  # text held back (stop sequences, leading whitespace)
@@ -222,6 +232,8 @@ class StreamTranslator:
             self._flush_text(events)
             if self._open == _TEXT:
                 self._close(events)
+        elif kind == "web_search_call":
+            self._web_search(raw, events)
         elif kind == "function_call":
             if item.index < 0:
                 item.call_id = str(raw.get("call_id") or item.call_id)
@@ -249,6 +261,45 @@ class StreamTranslator:
         # history, it lets the next turn continue this reasoning on any worker.
         signature = RESPONSES_SIGNATURE_TAG + encrypted
         events.append(_block_delta(item.index, {"type": "signature_delta", "signature": signature}))
+        self._stop_block(events)
+
+    # -- web search -----------------------------------------------------------------------
+
+    def _web_search(self, raw: dict[str, Any], events: list[Event]) -> None:
+        """A finished hosted search as Anthropic's pair: the server_tool_use (its query) and
+        the web_search_tool_result (the sources, when the backend listed them)."""
+        action = raw.get("action") if isinstance(raw.get("action"), dict) else {}
+        query = action.get("query")
+        if not isinstance(query, str):
+            queries = action.get("queries")
+            query = queries[0] if isinstance(queries, list) and queries else ""
+        self._flush_text(events)
+        self._close(events)
+        tool_id = "srvtoolu_" + sanitize_tool_use_id(str(raw.get("id") or "") or None)
+        if tool_id in self._tool_ids:
+            tool_id = "srvtoolu_" + new_tool_use_id()
+        self._tool_ids.add(tool_id)
+        self._searches += 1
+        block = {"type": "server_tool_use", "id": tool_id, "name": "web_search", "input": {}}
+        self._start(block, _SEARCH, events)
+        arguments = _dumps({"query": str(query)})
+        events.append(
+            _block_delta(self._index, {"type": "input_json_delta", "partial_json": arguments})
+        )
+        self._stop_block(events)
+        results = [
+            {
+                "type": "web_search_result",
+                "url": source["url"],
+                "title": str(source.get("title") or source["url"]),
+                "encrypted_content": "",
+                "page_age": None,
+            }
+            for source in action.get("sources") or ()
+            if isinstance(source, dict) and isinstance(source.get("url"), str)
+        ]
+        result = {"type": "web_search_tool_result", "tool_use_id": tool_id, "content": results}
+        self._start(result, _SEARCH, events)
         self._stop_block(events)
 
     # -- thinking -------------------------------------------------------------------------
@@ -446,12 +497,18 @@ class StreamTranslator:
                 {
                     "type": "message_delta",
                     "delta": {"stop_reason": reason, "stop_sequence": self._stopped},
-                    "usage": usage(raw_usage, self._estimate, output_estimate(self._chars)),
+                    "usage": self._usage(raw_usage),
                 },
             )
         )
         events.append(("message_stop", {"type": "message_stop"}))
         self.done = True
+
+    def _usage(self, raw_usage: Any) -> dict[str, Any]:
+        counters: dict[str, Any] = usage(raw_usage, self._estimate, output_estimate(self._chars))
+        if self._searches:
+            counters["server_tool_use"] = {"web_search_requests": self._searches}
+        return counters
 
     def end_at_stop_sequence(self) -> list[Event]:
         """After a stop sequence matched: end the message without waiting for the upstream."""
