@@ -122,3 +122,29 @@ def test_it_runs_a_tool_loop_on_a_responses_key_through_the_sdk(daphne, upstream
     assert second.content[-1].text == "It says hello."
     assert fake.refusals == []
     assert fake.calls()[-1].json()["max_output_tokens"] == 1024
+
+
+def test_it_streams_a_hosted_web_search_to_the_sdk(daphne, upstream, sdk_client):
+    fake = FakeResponses(upstream, api_key="sk-proj-live-0002")
+    make_credential(
+        "responses",
+        provider="openai-responses",
+        base_url=fake.api_base,
+        secret="sk-proj-live-0002",
+        models=["gpt-5.2"],
+    )
+    fake.turns.append(Turn(reasoning=None, search="django 6", text="Django 6 is out."))
+    client = sdk_client(daphne.url, make_client_key())
+    with client.messages.stream(
+        model="gpt-5.2",
+        max_tokens=512,
+        tools=[{"type": "web_search_20250305", "name": "web_search", "max_uses": 8}],
+        messages=[{"role": "user", "content": "Perform a web search for: django 6"}],
+    ) as stream:
+        message = stream.get_final_message()
+    search, result, text = message.content
+    assert search.type == "server_tool_use" and search.input == {"query": "django 6"}
+    assert result.type == "web_search_tool_result"
+    assert [r.url for r in result.content] == ["https://example.com/result"]
+    assert text.text == "Django 6 is out."
+    assert message.usage.server_tool_use.web_search_requests == 1
