@@ -27,9 +27,10 @@ from accounts.models import AccountState, AuthKind, Credential, OAuthToken
 from accounts.oauth import importer, pkce, sessions
 
 LOGIN_SLUGS = {"claude": pkce.CLAUDE, "codex": pkce.CODEX}
-CODEX_NOT_SERVED = (
-    "Codex accounts log in, refresh and show their state here; the proxy does not route "
-    "requests to them yet (that needs the Responses API provider)."
+CODEX_SERVED = (
+    "Served through the Responses API at the credential's base URL (default "
+    "https://chatgpt.com/backend-api/codex): the Codex catalogue (gpt-5-codex, gpt-5.1-codex, …) "
+    "unless models are listed; add a model with an alias to expose it under a claude-* name."
 )
 
 
@@ -98,7 +99,7 @@ def account_panel(credential: Credential) -> SafeString | str:
         ("token version", str(account.token_version)),
     ]
     if credential.provider == "codex":
-        rows.append(("served", CODEX_NOT_SERVED))
+        rows.append(("served", CODEX_SERVED))
     body = SafeString(
         "".join(format_html("<tr><th>{}</th><td>{}</td></tr>", k, v) for k, v in rows)
         + format_html("<tr><th>quota windows</th><td>{}</td></tr>", window_bars(account, now))
@@ -198,7 +199,7 @@ def login_view(model_admin: admin.ModelAdmin):
                 except sessions.LoginError as exc:
                     error = exc.message
                 else:
-                    note = f" {CODEX_NOT_SERVED}" if provider == pkce.CODEX else ""
+                    note = f" {CODEX_SERVED}" if provider == pkce.CODEX else ""
                     messages.success(
                         request, f"{name} account {result.label} {result.action}.{note}"
                     )

@@ -1,8 +1,9 @@
 """Built-in model catalogues, used for credentials that list no models of their own.
 
 A credential without explicit models serves its provider's catalogue plus any model name in its
-family (``claude-*`` for Anthropic, ``gemini-*`` for Gemini), so a model released tomorrow works
-before this list learns about it. OpenAI-compatible credentials must list their models.
+family (``claude-*`` for Anthropic, ``gemini-*`` for Gemini, ``gpt-*`` for Codex accounts), so a
+model released tomorrow works before this list learns about it. OpenAI-compatible credentials
+(Chat Completions or Responses API keys) must list their models.
 """
 
 from __future__ import annotations
@@ -56,12 +57,32 @@ GEMINI_MODELS = (
     ),
 )
 
+# What a ChatGPT subscription serves through the Codex backend: 272k tokens of input (the Codex
+# CLI's context window for these models), 128k of output.
+CODEX_MODELS = (
+    CatalogModel("gpt-5.2-codex", "GPT-5.2 Codex", "2025-12-18T00:00:00Z", 272_000, 128_000),
+    CatalogModel("gpt-5.2", "GPT-5.2", "2025-12-11T00:00:00Z", 272_000, 128_000),
+    CatalogModel(
+        "gpt-5.1-codex-max", "GPT-5.1 Codex Max", "2025-11-19T00:00:00Z", 272_000, 128_000
+    ),
+    CatalogModel("gpt-5.1-codex", "GPT-5.1 Codex", "2025-11-13T00:00:00Z", 272_000, 128_000),
+    CatalogModel(
+        "gpt-5.1-codex-mini", "GPT-5.1 Codex Mini", "2025-11-13T00:00:00Z", 272_000, 128_000
+    ),
+    CatalogModel("gpt-5.1", "GPT-5.1", "2025-11-13T00:00:00Z", 272_000, 128_000),
+    CatalogModel("gpt-5-codex", "GPT-5 Codex", "2025-09-15T00:00:00Z", 272_000, 128_000),
+    CatalogModel("gpt-5", "GPT-5", "2025-08-07T00:00:00Z", 272_000, 128_000),
+)
+
 CATALOGS: dict[str, tuple[CatalogModel, ...]] = {
     "anthropic": ANTHROPIC_MODELS,
     "gemini": GEMINI_MODELS,
     "openai": (),
+    # API keys reach every OpenAI model: list the ones a credential should serve.
+    "openai-responses": (),
+    "codex": CODEX_MODELS,
 }
-FAMILY_PREFIXES: dict[str, str] = {"anthropic": "claude-", "gemini": "gemini-"}
+FAMILY_PREFIXES: dict[str, str] = {"anthropic": "claude-", "gemini": "gemini-", "codex": "gpt-"}
 BY_ID: dict[str, CatalogModel] = {m.id: m for models in CATALOGS.values() for m in models}
 
 EPOCH = "1970-01-01T00:00:00Z"

@@ -41,7 +41,6 @@ IGNORED_TOP_LEVEL: dict[str, str] = dict.fromkeys(
     IGNORED,
 ) | {
     "save-cooldown-status": "cooldown state is always kept in the database",
-    "codex-api-key": "this proxy has no Codex provider",
     "xai-api-key": "this proxy has no xAI provider",
     "vertex-api-key": "this proxy has no Vertex provider",
     "interactions-api-key": "this proxy has no Gemini Interactions provider",
@@ -63,6 +62,12 @@ IGNORED_CLAUDE_ENTRY = {
     "experimental-cch-signing": IGNORED,
 }
 IGNORED_GEMINI_ENTRY = {"request-scoped-errors": REQUEST_SCOPED}
+# codex-api-key[] entries are API keys for a server that speaks the Responses API (CLIProxyAPI's
+# Codex executor with a key instead of an account): they become openai-responses credentials.
+IGNORED_CODEX_ENTRY = {
+    "request-scoped-errors": REQUEST_SCOPED,
+    "websockets": "this proxy calls the Responses API over HTTP",
+}
 
 # openai-compatibility[] providers; "api-keys" is the older spelling of api-key-entries.
 OPENAI_KEYS = frozenset(
@@ -141,7 +146,7 @@ class ClientKeySpec:
 class CredentialSpec:
     """One credential to create or update, identified by ``identity`` (hashed before storing)."""
 
-    kind: str  # claude-api-key, gemini-api-key, openai-compatibility
+    kind: str  # claude-api-key, gemini-api-key, codex-api-key, openai-compatibility
     path: str  # where it came from, for messages: "claude-api-key[1]"
     label: str
     provider: str
@@ -325,6 +330,7 @@ class _Reader:
             "api-keys": self.read_api_keys,
             "claude-api-key": self.read_claude,
             "gemini-api-key": self.read_gemini,
+            "codex-api-key": self.read_codex,
             "openai-compatibility": self.read_openai,
             "streaming": self.read_streaming,
             "routing": self.read_routing,
@@ -404,6 +410,11 @@ class _Reader:
 
     def read_gemini(self, value: Any, path: str) -> None:
         self.read_key_entries(value, path, Provider.GEMINI, "gemini", IGNORED_GEMINI_ENTRY)
+
+    def read_codex(self, value: Any, path: str) -> None:
+        self.read_key_entries(
+            value, path, Provider.OPENAI_RESPONSES, "responses", IGNORED_CODEX_ENTRY
+        )
 
     def read_key_entries(
         self, value: Any, path: str, provider: str, label: str, ignored: dict[str, str]

@@ -10,6 +10,7 @@ previous ``QuotaRecord`` and a failure into the next one. Times are epoch second
 | 404, or a 400/422 saying the model is unknown   | that model, 12 h                                 |
 | 429                                             | until the upstream's reset; else 1 s·2^n ≤ 30 min|
 | 429 from Anthropic's unified 5h/7d window       | whole credential, until the window resets        |
+| 429 Codex usage_limit_reached                   | whole credential, until resets_at / resets_in    |
 | 408 / 5xx / 529 / connection / empty stream     | that model, transient_error_cooldown_seconds     |
 
 A transient cooldown is a guess (nothing from the upstream said when it recovers), so it never
@@ -49,6 +50,10 @@ REQUEST_FAULT_CODES = frozenset(
         "invalid_request_error",
     }
 )
+# A subscription's usage limit is the account's, whatever the model: cooling only the model that
+# hit it would send the next request for another model to the same exhausted account (the
+# reference system cools per model, CLIProxyAPI#5286).
+ACCOUNT_QUOTA_CODES = frozenset({"usage_limit_reached"})
 MODEL_UNSUPPORTED_PHRASES = (
     "model_not_supported",
     "model not supported",
@@ -166,7 +171,7 @@ def classify(
         )
     if status == 429:
         hint = ratelimit.reset_hint(headers, now, body_retry_after)
-        wide = ratelimit.is_unified_rejection(headers)
+        wide = ratelimit.is_unified_rejection(headers) or code in ACCOUNT_QUOTA_CODES
         return Failure(
             FailureKind.RATE_LIMITED,
             status,

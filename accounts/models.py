@@ -19,8 +19,11 @@ class Provider(models.TextChoices):
     ANTHROPIC = "anthropic", "Anthropic"
     GEMINI = "gemini", "Gemini"
     OPENAI = "openai", "OpenAI-compatible"
-    # ChatGPT (Codex) subscription accounts. They log in, refresh and show their state; the pool
-    # routes nothing to them until the Responses API provider exists.
+    # The provider names the wire: Chat Completions above, the Responses API here (OpenAI API
+    # keys, or any server that speaks POST {base}/responses).
+    OPENAI_RESPONSES = "openai-responses", "OpenAI Responses API"
+    # ChatGPT (Codex) subscription accounts: the Responses wire too, at the Codex backend, with
+    # the account's OAuth token.
     CODEX = "codex", "Codex (ChatGPT account)"
 
 
@@ -33,6 +36,7 @@ DEFAULT_BASE_URLS = {
     Provider.ANTHROPIC: "https://api.anthropic.com",
     Provider.GEMINI: "https://generativelanguage.googleapis.com",
     Provider.OPENAI: "",
+    Provider.OPENAI_RESPONSES: "https://api.openai.com/v1",
     Provider.CODEX: "https://chatgpt.com/backend-api/codex",
 }
 
@@ -59,7 +63,8 @@ class Credential(models.Model):
         max_length=300,
         blank=True,
         help_text="Empty: the provider's default (api.anthropic.com, generativelanguage."
-        "googleapis.com). Required for OpenAI-compatible providers, e.g. https://host/v1.",
+        "googleapis.com, api.openai.com/v1 for the Responses API, chatgpt.com/backend-api/codex "
+        "for Codex accounts). Required for OpenAI-compatible providers, e.g. https://host/v1.",
     )
     extra_headers = models.JSONField(
         default=dict, blank=True, help_text='Sent with every upstream call, e.g. {"x-team": "a"}.'

@@ -250,9 +250,7 @@ def load_snapshot() -> Snapshot:
     views, unreadable = [], []
     enabled = (
         Credential.objects.filter(enabled=True)
-        # Codex accounts log in and refresh, but nothing upstream serves them yet (the Responses
-        # provider is the next step); accounts that need a login serve nothing until they get one.
-        .exclude(provider="codex")
+        # Accounts that need a login serve nothing until they get one.
         .exclude(auth_kind="oauth", oauth__isnull=True)
         .exclude(auth_kind="oauth", oauth__state="needs_login")
     )

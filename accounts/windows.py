@@ -8,7 +8,13 @@ headers Claude Code itself reads:
     anthropic-ratelimit-unified-5h-status        allowed | allowed_warning | rejected
     … the same for 7d
 
-``parse`` turns them into plain data; ``WindowBoard`` keeps the latest per account in this
+Codex (ChatGPT) responses carry the same two allowances under other names, as percentages:
+
+    x-codex-primary-used-percent           42.0   (the 5-hour window)
+    x-codex-primary-reset-after-seconds    3600   (or x-codex-primary-reset-at, unix seconds)
+    x-codex-secondary-…                           (the weekly window)
+
+``parse`` turns either into plain data; ``WindowBoard`` keeps the latest per account in this
 worker (for the ``quota-aware`` strategy, no query) and says when to persist them for the admin
 and proxy_status (at most every PERSIST_SECONDS per account). A window whose reset time has
 passed counts as unused: the allowance is back even before a response says so.
@@ -20,10 +26,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from accounts.ratelimit import parse_timestamp
+from accounts.ratelimit import parse_seconds, parse_timestamp
 
 WINDOWS = (("5h", "5-hour"), ("7d", "7-day"))
 PREFIX = "anthropic-ratelimit-unified-"
+CODEX_PREFIX = "x-codex-"
+CODEX_WINDOWS = (("primary", "5h"), ("secondary", "7d"))
 PERSIST_SECONDS = 30.0
 
 
@@ -64,6 +72,26 @@ def parse(headers: Mapping[str, str], now: float) -> tuple[Window, ...]:
             utilization = float(raw_use) if raw_use is not None else None
         except ValueError:
             utilization = None
+        found.append(Window(name, utilization, reset, status))
+    return tuple(found) or _parse_codex(headers, now)
+
+
+def _parse_codex(headers: Mapping[str, str], now: float) -> tuple[Window, ...]:
+    found = []
+    for codex_name, name in CODEX_WINDOWS:
+        prefix = f"{CODEX_PREFIX}{codex_name}-"
+        raw_use = headers.get(prefix + "used-percent")
+        reset = parse_timestamp(headers.get(prefix + "reset-at"), now)
+        if reset is None:
+            after = parse_seconds(headers.get(prefix + "reset-after-seconds"))
+            reset = now + after if after is not None else None
+        if raw_use is None and reset is None:
+            continue
+        try:
+            utilization = min(max(float(raw_use) / 100, 0.0), 1.0) if raw_use is not None else None
+        except ValueError:
+            utilization = None
+        status = "rejected" if utilization is not None and utilization >= 1.0 else ""
         found.append(Window(name, utilization, reset, status))
     return tuple(found)
 

@@ -345,6 +345,7 @@ def per_call_ms(function, repeat: int) -> list[float]:
 def translation_numbers(repeat: int) -> dict[str, float]:
     from claude_api.translate import gemini
     from claude_api.translate import openai_chat as openai
+    from claude_api.translate import openai_responses as responses
 
     fixture = json.loads(
         (ROOT / "tests/fixtures/claude-code/haiku-thinking-enabled-01.json").read_text()
@@ -360,6 +361,18 @@ def translation_numbers(repeat: int) -> dict[str, float]:
             per_call_ms(
                 lambda: openai.build_request(
                     body, upstream_model="m", stream=True, options=options, names=names
+                ),
+                repeat,
+            )
+        ),
+        "responses build_request p50 (ms)": statistics.median(
+            per_call_ms(
+                lambda: responses.build_request(
+                    body,
+                    upstream_model="m",
+                    options=responses.ResponsesOptions(codex=True),
+                    names=responses.tool_names(body),
+                    ids=responses.call_ids(body),
                 ),
                 repeat,
             )
@@ -386,7 +399,22 @@ def translation_numbers(repeat: int) -> dict[str, float]:
             translator.finish()
         )
 
-    for name, run in (("gemini", run_gemini), ("openai", run_openai)):
+    where = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    responses_events = [
+        {"type": "response.output_text.delta", **where, "delta": f"word {i} "} for i in range(500)
+    ] + [{"type": "response.completed", "response": {"id": "r", "output": []}}]
+
+    def run_responses() -> int:
+        translator = responses.StreamTranslator(
+            model="m", names=responses.ToolNames(), ids=responses.CallIds(), now=time.time()
+        )
+        return sum(len(translator.feed(event)) for event in responses_events)
+
+    for name, run in (
+        ("gemini", run_gemini),
+        ("openai", run_openai),
+        ("responses", run_responses),
+    ):
         events = run()
         total = statistics.median(per_call_ms(run, max(5, repeat // 20)))
         numbers[f"{name} stream translation per event (ms)"] = total / events

@@ -51,6 +51,8 @@ class Token:
     state: str
     backoff_until: float | None
     can_refresh: bool
+    # The provider's id of the account (Codex: the ChatGPT workspace, sent as Chatgpt-Account-Id).
+    account_id: str = ""
 
     @property
     def needs_login(self) -> bool:
@@ -86,6 +88,7 @@ def token_of(row: OAuthToken) -> Token:
         state=row.state,
         backoff_until=_epoch(row.refresh_backoff_until),
         can_refresh=bool(row.refresh_encrypted),
+        account_id=row.account_id,
     )
 
 

@@ -21,4 +21,8 @@ def provider_for(name: str) -> Provider:
         from claude_api.providers.openai import OpenAIProvider
 
         return OpenAIProvider()
+    if name in ("openai-responses", "codex"):
+        from claude_api.providers.responses import ResponsesProvider
+
+        return ResponsesProvider(codex=name == "codex")
     raise LookupError(f"unknown provider {name!r}")

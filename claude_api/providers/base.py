@@ -258,6 +258,7 @@ def error_from_info(info: ErrorInfo, headers: dict[str, str] | None = None) -> U
         error_type=info.error_type,
         upstream_headers=headers or {},
         retry_after=info.retry_after,
+        code=info.code,
     )
 
 

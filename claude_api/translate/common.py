@@ -23,6 +23,9 @@ Event = tuple[str, dict[str, Any]]
 # a dot). Foreign blocks are dropped before history is sent to another family.
 GEMINI_SIGNATURE_TAG = "gemini."
 OPENAI_SIGNATURE_TAG = "openai."
+# The Responses API's encrypted reasoning travels after this tag (an "openai." signature, so
+# every check for the OpenAI family still holds): the history alone carries it to the next turn.
+RESPONSES_SIGNATURE_TAG = "openai.responses."
 SIGNATURE_TAGS = (GEMINI_SIGNATURE_TAG, OPENAI_SIGNATURE_TAG)
 
 # Claude Code prepends a per-request system block ("x-anthropic-billing-header: cc_version=…").
@@ -45,6 +48,8 @@ class ErrorInfo:
     error_type: str
     message: str
     retry_after: float | None = None
+    # The upstream's error code where the policy needs it (e.g. Codex ``usage_limit_reached``).
+    code: str = ""
 
 
 class TranslatedStreamError(Exception):

@@ -239,24 +239,6 @@ async def test_it_refuses_a_refresh_token_another_account_already_holds(oauth):
     assert Credential.objects.count() == 1
 
 
-async def test_it_never_routes_to_codex_accounts_yet(api, oauth):
-    store.save_account(
-        AccountData(
-            provider="codex",
-            access_token="eyJa.eyJb.c",
-            refresh_token="rt_codex-token-0001",
-            expires_at=None,
-            email="c@example.com",
-            account_id="ws-1",
-        )
-    )
-    Credential.objects.update(excluded_models="")
-    snapshot = await pool.current()
-    assert snapshot.credentials == ()
-    response = await api.message(model="gpt-5")
-    assert response.status_code == 404
-
-
 async def test_it_answers_an_envelope_not_a_500_when_no_account_has_a_token(api, oauth):
     set_proxy_settings(request_retry=0)
     credential = make_account(oauth, expires_in=-60)

@@ -361,3 +361,27 @@ def test_it_follows_yaml_anchors_and_merge_keys():
     assert [spec.fields["priority"] for spec in plan.credentials] == [3, 4]
     assert [spec.fields["prefix"] for spec in plan.credentials] == ["team", "team"]
     assert plan.warnings == ["x-defaults: unknown key, ignored"]
+
+
+def test_it_imports_codex_api_keys_as_responses_credentials():
+    plan = parse(
+        """
+codex-api-key:
+  - api-key: sk-proj-abc
+    base-url: https://api.openai.com/v1
+    prefix: oa
+    models:
+      - name: gpt-5.2
+        alias: claude-opus-4-8
+    websockets: true
+"""
+    )
+    (spec,) = plan.credentials
+    assert (spec.provider, spec.label, spec.api_key) == (
+        "openai-responses",
+        "responses #1",
+        "sk-proj-abc",
+    )
+    assert spec.fields["base_url"] == "https://api.openai.com/v1" and spec.fields["prefix"] == "oa"
+    assert spec.models == [ModelSpec("gpt-5.2", "claude-opus-4-8")]
+    assert any("websockets" in warning for warning in plan.warnings)
