@@ -17,6 +17,7 @@ from typing import Any
 from tests.compat import claude
 from tests.compat.columns import Column
 from tests.compat.proxy import Daphne, Relay
+from tests.fakes.anthropic_api import ACCOUNT_TOKEN_PATH
 from tests.fakes.strict import Faults, StrictFake
 from tests.fakes.upstream import FakeUpstream
 
@@ -112,7 +113,17 @@ class Cell:
                 }
                 for n, secret in enumerate(secrets[: self.row.credentials])
             ]
-            spec = {"credentials": credentials, "settings": self.row.settings}
+            spec = {"credentials": credentials, "settings": self.row.settings, "env": {}}
+            if self.column.account:
+                for n, credential in enumerate(credentials):
+                    # An expired access token the fake never accepts, and the seed refresh
+                    # token it rotates: the first request must refresh the account.
+                    credential["account"] = {
+                        "access_token": f"sk-ant-oat01-compat-expired-{n}",
+                        "refresh_token": f"sk-ant-ort01-compat-seed-{n}",
+                        "email": f"compat-{n + 1}@example.com",
+                    }
+                spec["env"]["CLAUDE_OAUTH_TOKEN_URL"] = upstream.url + ACCOUNT_TOKEN_PATH
             try:
                 daphne = Daphne(self.out_dir / "proxy", spec, self.template)
                 self.key = daphne.key

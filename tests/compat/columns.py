@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.fakes.anthropic_api import AnthropicFake
+from tests.fakes.anthropic_api import AnthropicFake, ClaudeAccountFake
 from tests.fakes.gemini_api import GeminiFake
 from tests.fakes.openai_api import OpenAIFake
 from tests.fakes.strict import Faults, StrictFake
@@ -24,6 +24,9 @@ class Column:
     models: tuple[str, ...] = ()  # the credential's model list (OpenAI-compatible must list)
     fields: dict[str, Any] = field(default_factory=dict)  # per-credential settings
     shows_thinking: bool = True  # the service returns its reasoning text
+    # Credentials are logged-in accounts (accounts.oauth) whose access tokens have expired: the
+    # proxy must refresh them against the fake's token endpoint before the first call.
+    account: bool = False
 
 
 COLUMNS: tuple[Column, ...] = (
@@ -42,6 +45,15 @@ COLUMNS: tuple[Column, ...] = (
         ("sk-ant-oat01-compat-first", "sk-ant-oat01-compat-second"),
         lambda secrets, faults: AnthropicFake(secrets, faults, oauth=True),
         None,
+    ),
+    Column(
+        "claude-account",
+        "Claude account (OAuth, refreshed)",
+        "anthropic",
+        ("sk-ant-oat01-compat-account-first", "sk-ant-oat01-compat-account-second"),
+        lambda secrets, faults: ClaudeAccountFake(secrets, faults),
+        None,
+        account=True,
     ),
     Column(
         "gemini-2.5",

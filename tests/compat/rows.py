@@ -128,6 +128,13 @@ def check_hello(cell: Cell) -> Outcome:
             )
     finally:
         client.close()
+    if cell.column.account:
+        # The seeded access token had expired and the fake never accepts it: every answer
+        # above came through a refreshed token, exactly one refresh for the account.
+        refreshes = getattr(cell.fake, "refreshes", 0)
+        if refreshes != 1:
+            return Outcome(False, f"expected one refresh of the expired account, saw {refreshes}")
+        return Outcome(True, "Claude Code, SDK create and SDK stream, after one token refresh")
     return Outcome(True, "Claude Code, SDK create and SDK stream")
 
 

@@ -18,14 +18,17 @@ def seed(spec: dict) -> str:
     from accounts.models import ClientKey, Credential, CredentialModel, ProxySettings
 
     for entry in spec["credentials"]:
-        credential = Credential(
-            provider=entry["provider"],
-            label=entry["label"],
-            base_url=entry["base_url"],
-            **entry.get("fields", {}),
-        )
-        credential.set_secret(entry["secret"])
-        credential.save()
+        if "account" in entry:
+            credential = _account(entry)
+        else:
+            credential = Credential(
+                provider=entry["provider"],
+                label=entry["label"],
+                base_url=entry["base_url"],
+                **entry.get("fields", {}),
+            )
+            credential.set_secret(entry["secret"])
+            credential.save()
         for model in entry.get("models", []):
             CredentialModel.objects.create(credential=credential, name=model)
     settings = ProxySettings.load()
@@ -35,8 +38,37 @@ def seed(spec: dict) -> str:
     return ClientKey.issue(name="compat")[1]
 
 
+def _account(entry: dict):
+    """A logged-in Claude account, saved as the account layer saves a login or an import."""
+    from datetime import UTC, datetime, timedelta
+
+    from accounts.models import Credential
+    from accounts.oauth import store
+    from accounts.oauth.files import AccountData
+
+    account = entry["account"]
+    result = store.save_account(
+        AccountData(
+            provider="anthropic",
+            access_token=account["access_token"],
+            refresh_token=account["refresh_token"],
+            expires_at=datetime.now(UTC) - timedelta(minutes=5),
+            email=account["email"],
+            account_id=account["email"],
+        ),
+        label=entry["label"],
+    )
+    credential = Credential.objects.get(pk=result.credential_id)
+    credential.base_url = entry["base_url"]
+    for name, value in entry.get("fields", {}).items():
+        setattr(credential, name, value)
+    credential.save()
+    return credential
+
+
 def main() -> None:
     spec_path, port = Path(sys.argv[1]), sys.argv[2]
+    os.environ.update(json.loads(spec_path.read_text()).get("env", {}))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "proxysite.settings")
     import django
 

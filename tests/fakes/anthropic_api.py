@@ -465,3 +465,45 @@ def _parts(block: dict[str, Any]) -> list[brain.Part]:
             )
         ]
     return []
+
+
+ACCOUNT_TOKEN_PATH = "/v1/oauth/token"
+
+
+class ClaudeAccountFake(AnthropicFake):
+    """Anthropic for a logged-in Claude account: the OAuth upstream above plus the token
+    endpoint the account layer refreshes against (CLAUDE_OAUTH_TOKEN_URL). Refresh tokens rotate
+    and are single use, as the real endpoint's are; each refresh hands out the next of the
+    access tokens this fake accepts, so only a refreshed account can call it."""
+
+    def __init__(self, secrets: list[str], faults=None) -> None:
+        super().__init__(secrets, faults, oauth=True)
+        # The refresh token each account was seeded with, and the access token it earns.
+        self.live_refresh = {f"sk-ant-ort01-compat-seed-{n}": n for n in range(len(secrets))}
+        self.refreshes = 0
+
+    def dispatch(self, request: Recorded, body: Any) -> Respond:
+        if request.path == ACCOUNT_TOKEN_PATH:
+            return self._token(body)
+        return super().dispatch(request, body)
+
+    def _token(self, body: Any) -> Respond:
+        if not isinstance(body, dict) or body.get("grant_type") != "refresh_token":
+            return Respond.json({"error": "unsupported_grant_type"}, 400)
+        with self._lock:
+            index = self.live_refresh.pop(str(body.get("refresh_token")), None)
+            if index is None:
+                return Respond.json(
+                    {"error": "invalid_grant", "error_description": "Invalid refresh token"}, 400
+                )
+            self.refreshes += 1
+            rotated = f"sk-ant-ort01-compat-rotated-{index}-{self.refreshes}"
+            self.live_refresh[rotated] = index
+        return Respond.json(
+            {
+                "access_token": self.secrets[index],
+                "refresh_token": rotated,
+                "expires_in": 8 * 3600,
+                "token_type": "Bearer",
+            }
+        )
