@@ -63,6 +63,16 @@ PUBLISHED: dict[str, Price] = {
     "gemini-2.5-pro": _p("1.25", "10", "0.125", None),
     "gemini-2.5-flash": _p("0.30", "2.50", "0.03", None),
     "gemini-2.5-flash-lite": _p("0.10", "0.40", "0.01", None),
+    # OpenAI's API prices for the Codex catalogue (no charge for writing its prompt cache, so
+    # none is given). Through a ChatGPT subscription these read as what the tokens would cost.
+    "gpt-5": _p("1.25", "10", "0.125", None),
+    "gpt-5-codex": _p("1.25", "10", "0.125", None),
+    "gpt-5.1": _p("1.25", "10", "0.125", None),
+    "gpt-5.1-codex": _p("1.25", "10", "0.125", None),
+    "gpt-5.1-codex-max": _p("1.25", "10", "0.125", None),
+    "gpt-5.1-codex-mini": _p("0.25", "2", "0.025", None),
+    "gpt-5.2": _p("1.75", "14", "0.175", None),
+    "gpt-5.2-codex": _p("1.75", "14", "0.175", None),
 }
 
 
