@@ -66,7 +66,8 @@ format: install-dev
 	$(BIN)/ruff format .
 
 bench: install-dev
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/serving.py
 
 # Real Claude Code (pinned, installed into ~/.cache/claude-proxy) and the SDK against the proxy
 # and strict fake upstreams; writes docs/compatibility.md. One cell: make compat CELL=gemini-3/hello
