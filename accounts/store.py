@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from django.db import Error as DatabaseFailure
+from django.db import InterfaceError, OperationalError
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +25,11 @@ MAX_OWED_WRITES = 10_000
 RETRY_SECONDS = 1.0
 
 __all__ = ["DatabaseFailure", "StoreHealth", "StoreUnavailable"]
+
+# The errors that mean the database is away (refused, timed out, connection lost), not that a
+# statement was wrong: an IntegrityError (a row deleted under a write) is the data's problem
+# and must never put a worker into "serving from memory".
+DatabaseFailure = (OperationalError, InterfaceError)
 
 
 class StoreUnavailable(Exception):
