@@ -170,15 +170,19 @@ class Dispatch:
         assert last_error is not None
         raise last_error
 
-    def _pick(self, round_number: int, tried: set[int], cursor: int) -> Route | None:
-        now = time.time()
-        available = []
+    def _eligible(self, round_number: int, tried: set[int], now: float):
+        """(route, the cooldown blocking it or None) for each route this round may still try."""
         for route in self.routes:
             if route.credential_id in tried:
                 continue
             if self.config.retry_rounds_for(route.credential) < round_number:
                 continue
-            record = pool.board.blocking(route.credential_id, route.upstream_model, now)
+            yield route, pool.board.blocking(route.credential_id, route.upstream_model, now)
+
+    def _pick(self, round_number: int, tried: set[int], cursor: int) -> Route | None:
+        now = time.time()
+        available = []
+        for route, record in self._eligible(round_number, tried, now):
             if record is not None:
                 self._note_skip(route, record)
                 continue
@@ -195,16 +199,11 @@ class Dispatch:
 
     def _probe(self, round_number: int, tried: set[int]) -> Route | None:
         """The transiently cooling route to try when nothing is free (None if there is none)."""
-        now = time.time()
-        blocked = []
-        for route in self.routes:
-            if route.credential_id in tried:
-                continue
-            if self.config.retry_rounds_for(route.credential) < round_number:
-                continue
-            record = pool.board.blocking(route.credential_id, route.upstream_model, now)
-            if record is not None:
-                blocked.append((route, record))
+        blocked = [
+            (route, record)
+            for route, record in self._eligible(round_number, tried, time.time())
+            if record is not None
+        ]
         route = cooldown.half_open_candidate(blocked)
         if route is not None:
             record = next(record for candidate, record in blocked if candidate is route)
