@@ -497,7 +497,7 @@ class Dispatch:
             "duration_ms": int((time.monotonic() - self.started) * 1000),
             "steps": self.steps,
         }
-        pool.spawn(pool.write(partial(quota.save_trace, trace)))
+        pool.spawn(pool.write(partial(quota.save_trace, trace), waited_on=False))
 
 
 def _iso(epoch: float | None) -> str:

@@ -10,12 +10,10 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
-from channels.db import database_sync_to_async
-
 from accounts import windows
 from accounts.oauth import store, tokens
 from accounts.oauth.store import Token
-from accounts.pool import pool
+from accounts.pool import off_path, pool
 from claude_api.errors import UpstreamError
 from claude_api.providers.base import UpstreamCall
 
@@ -78,4 +76,4 @@ def note_windows(call: UpstreamCall, headers: Mapping[str, str]) -> None:
     now = time.time()
     if windows.board.observe(credential_id, headers, now):
         stored = [window.as_dict() for window in windows.board.windows[credential_id]]
-        pool.spawn(database_sync_to_async(store.save_windows)(credential_id, stored, now))
+        pool.spawn(off_path(store.save_windows)(credential_id, stored, now))

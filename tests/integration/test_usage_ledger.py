@@ -199,3 +199,53 @@ async def test_it_records_count_tokens_as_its_own_endpoint(api, upstream):
     [record] = await flushed()
     assert record.endpoint == "count_tokens"
     assert (record.input_tokens, record.output_tokens, record.cost) == (0, 0, Decimal(0))
+
+
+async def test_the_ledger_keeps_rows_the_collector_stops_tracking(api, upstream):
+    # Rows waiting for the flush (thousands under load) must add nothing to the collector's
+    # full collections: plain tuples of plain values are untracked once it has seen them.
+    import gc
+
+    make_credential("primary", base_url=upstream.url)
+    upstream.script("/v1/messages", Respond.json(message_with_usage()))
+    assert (await api.message(MODEL)).status_code == 200
+    gc.collect()
+    [row] = pool.ledger.pending
+    assert not gc.is_tracked(row)
+    [record] = await flushed()
+    assert (record.output_tokens, record.cost) == (345, COST)
+
+
+async def test_a_slow_flush_does_not_hold_up_the_request_paths_database_reads(
+    api, upstream, monkeypatch
+):
+    # The pool's change check (every POOL_REFRESH_SECONDS, awaited by a request) once shared a
+    # thread with the flush, and waited for a whole batch of ledger rows to be written.
+    import asyncio
+    import threading
+
+    from channels.db import database_sync_to_async
+
+    from accounts import versions
+
+    make_credential("primary", base_url=upstream.url)
+    assert (await api.message(MODEL)).status_code == 200
+    writing, release = threading.Event(), threading.Event()
+    original = usage.write
+
+    def slow_write(batch):
+        writing.set()
+        release.wait(30)
+        return original(batch)
+
+    monkeypatch.setattr(usage, "write", slow_write)
+    await pool.settle()
+    flush = asyncio.ensure_future(pool.flush())
+    try:
+        assert await asyncio.to_thread(writing.wait, 10)
+        check = database_sync_to_async(versions.read_from_database)()
+        assert await asyncio.wait_for(check, 5) is not None
+    finally:
+        release.set()
+        await flush
+    assert UsageRecord.objects.count() == 1
