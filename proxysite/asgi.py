@@ -76,6 +76,12 @@ class ProxyWebRequest(daphne_http.WebRequest):
       40 ms on Linux, the stalls seen at p99.
     - While the worker drains for a stop, responses say ``Connection: close`` and the
       connection closes after them, so keep-alive clients move to another worker.
+    - A finished request leaves daphne's table of connections as soon as its application
+      returns. Daphne sweeps that table once a second, so every request's objects (the request,
+      its queue, its task, their reference cycles) outlived it by up to a second: long enough to
+      be promoted to the collector's oldest generation, whose full collections then found a
+      second's worth of dead requests each time (10-40 ms stalls at p99). Freed at once, they
+      die young, in the cheap collections.
     """
 
     def __init__(self, channel, *args, **kwargs) -> None:
@@ -86,6 +92,32 @@ class ProxyWebRequest(daphne_http.WebRequest):
             channel._proxy_nodelay = True
             with contextlib.suppress(AttributeError, OSError):
                 transport.setTcpNoDelay(True)
+
+    def finish(self) -> None:
+        super().finish()
+        self._leave_server_when_done()
+
+    def connectionLost(self, reason) -> None:
+        super().connectionLost(reason)
+        self._leave_server_when_done()
+
+    def _leave_server_when_done(self) -> None:
+        details = self.server.connections.get(self) if self.server else None
+        if not details or details.get("left"):
+            return
+        details["left"] = True
+        instance = details.get("application_instance")
+        if instance is None:
+            return  # no application was started: daphne's sweep handles it
+        if instance.done():
+            self._leave_server(instance)
+        else:
+            instance.add_done_callback(self._leave_server)
+
+    def _leave_server(self, instance) -> None:
+        # An application that failed is left to daphne's sweep, which logs its exception.
+        if instance.cancelled() or instance.exception() is None:
+            self.server.connections.pop(self, None)
 
     def handle_reply(self, message) -> None:
         super().handle_reply(message)

@@ -101,3 +101,47 @@ async def test_it_refuses_requests_that_arrive_once_shutdown_began(monkeypatch):
     assert sent[0]["status"] == 503
     assert b'"overloaded_error"' in sent[1]["body"]
     assert serving.in_flight == 0
+
+
+def served_request(instance) -> http_protocol.WebRequest:
+    """A request in a daphne server's table of connections, its application ``instance``."""
+    request = daphne_request()
+    request.server = SimpleNamespace(connections={})
+    request.server.connections[request] = {"connected": 0.0, "application_instance": instance}
+    return request
+
+
+async def test_a_finished_request_leaves_daphnes_table_as_soon_as_its_application_returns():
+    # Daphne's own sweep runs once a second: until then the request's objects stayed alive,
+    # long enough to reach the collector's oldest generation (the full collections' stalls).
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    returned = loop.create_future()
+    returned.set_result(None)
+    request = served_request(returned)
+    request._leave_server_when_done()
+    assert request not in request.server.connections
+
+
+async def test_a_request_whose_application_still_runs_leaves_when_it_returns():
+    import asyncio
+
+    running = asyncio.get_running_loop().create_future()
+    request = served_request(running)
+    request._leave_server_when_done()
+    assert request in request.server.connections  # daphne may still cancel it on a timeout
+    running.set_result(None)
+    await asyncio.sleep(0)
+    assert request not in request.server.connections
+
+
+async def test_a_failed_application_is_left_for_daphnes_sweep_to_log():
+    import asyncio
+
+    failed = asyncio.get_running_loop().create_future()
+    failed.set_exception(RuntimeError("boom"))
+    request = served_request(failed)
+    request._leave_server_when_done()
+    assert request in request.server.connections
+    failed.exception()  # retrieved: no "exception never retrieved" warning
