@@ -1,10 +1,11 @@
 """The in-process view of the pool that request handling reads, and the bookkeeping it writes.
 
 A worker keeps a ``Snapshot`` (credentials with decrypted secrets, client keys, settings) and a
-``QuotaBoard`` (current cooldowns) in memory. At most every ``POOL_REFRESH_SECONDS`` it reads two
+``QuotaBoard`` (current cooldowns) in memory. Every ``POOL_REFRESH_SECONDS`` a timer reads the
 change counters (``accounts.versions``) and reloads only what changed, so while nothing changes
-there is no database query per request, and a change made anywhere (admin, command, another
-worker's 429) is seen by every worker within about a second.
+there is no database query per request, no request waits on the check, and a change made
+anywhere (admin, command, another worker's 429) is seen by every worker within about a second.
+(Without the timer, in tests and commands, the request that finds the check due runs it.)
 """
 
 from __future__ import annotations
@@ -406,6 +407,7 @@ class Pool:
         self._checked_at = 0.0
         self._background: set[asyncio.Task] = set()
         self._flush_timer: asyncio.Task | None = None
+        self._refresh_timer: asyncio.Task | None = None
 
     def reset(self) -> None:
         """Forget everything (tests, and after a fork)."""
@@ -415,6 +417,8 @@ class Pool:
     async def current(self) -> Snapshot:
         if self.snapshot is None:
             await self.refresh()
+        elif self._refresh_timer is not None:
+            pass  # the worker's refresh timer keeps the snapshot fresh: no request waits on it
         elif self.store.down:
             # Never make a request wait on a database known to be away: serve from memory and
             # try it again in the background.
@@ -600,6 +604,31 @@ class Pool:
                 self._flush_periodically(), context=contextvars.Context()
             )
 
+    def start_refresh_timer(self) -> None:
+        """Check for changes every ``POOL_REFRESH_SECONDS`` in the background, so that requests
+        never wait on the check (with ``POOL_REFRESH_SECONDS`` 0, every request checks first).
+
+        A check awaited by a request cost that request a thread hop and a database connection
+        (about 1 ms): every request of a client that sends one less often than the interval."""
+        if settings.POOL_REFRESH_SECONDS <= 0:
+            return
+        if self._refresh_timer is None or self._refresh_timer.done():
+            self._refresh_timer = asyncio.get_event_loop().create_task(
+                self._refresh_periodically(), context=contextvars.Context()
+            )
+
+    async def _refresh_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(settings.POOL_REFRESH_SECONDS)
+            if self.snapshot is None:
+                continue  # loaded by the first request, which needs it anyway
+            if self.store.down and time.monotonic() - self._checked_at < RETRY_SECONDS:
+                continue
+            try:
+                await self.refresh()
+            except Exception:
+                logger.exception("could not check the pool for changes")
+
     async def _flush_periodically(self) -> None:
         while True:
             await asyncio.sleep(settings.STATS_FLUSH_SECONDS)
@@ -615,9 +644,10 @@ class Pool:
     async def shutdown(self) -> None:
         """At server shutdown, after open requests were ended: let their bookkeeping finish
         (routing traces, cooldown writes) and write every counter still in memory."""
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
-            self._flush_timer = None
+        for timer in (self._flush_timer, self._refresh_timer):
+            if timer is not None:
+                timer.cancel()
+        self._flush_timer = self._refresh_timer = None
         await self.settle()
         await self.flush()
         await self.settle()

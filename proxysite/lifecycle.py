@@ -1,10 +1,11 @@
-"""What a serving worker runs beside its requests: the counters' flush timer, a graceful stop,
+"""What a serving worker runs beside its requests: the pool's timers, a graceful stop,
 and the last flush before it exits.
 
 Daphne (Twisted) serves no ASGI lifespan events, so this hooks its reactor instead:
 
-- once the reactor runs: start the pool's flush timer, take over SIGTERM / SIGINT, and tell a
-  supervisor that this worker is ready (``PROXY_READY_FD``, see proxysite.workers);
+- once the reactor runs: start the pool's timers (the counters' flush, the change check), take
+  over SIGTERM / SIGINT, and tell a supervisor that this worker is ready (``PROXY_READY_FD``,
+  see proxysite.workers);
 - on SIGTERM or SIGINT: stop accepting connections (other workers sharing the socket keep
   accepting), let open requests and streams finish for up to ``SHUTDOWN_GRACE_SECONDS``, ask
   keep-alive clients to close their connections, then stop the reactor. A second signal stops
@@ -119,6 +120,7 @@ class ServingProcess:
             freeze_long_lived()
         sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         pool.start_flush_timer()
+        pool.start_refresh_timer()
         if "twisted.internet.reactor" not in sys.modules:
             return
         from twisted.internet import defer, reactor
