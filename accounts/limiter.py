@@ -13,6 +13,7 @@ worker killed mid-request (no release) cannot hold a key's slots for ever.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,7 +22,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from accounts import limits, versions
+from accounts import limits, redis_wire, versions
 from accounts.limits import Counts, KeyLimits, Windows
 
 SLOT_STALE_SECONDS = 3600
@@ -37,6 +38,14 @@ class Admission:
     window: Windows
     tokens: int  # reserved
     cost: int  # reserved, micro-dollars
+
+
+# A request that ended: its admission, the tokens it used, its cost (micro-dollars; None unknown).
+Ended = tuple[Admission, int, "int | None"]
+
+
+class StoreUnreachable(Exception):
+    """The limits' counters (Redis) did not answer."""
 
 
 def _redis_keys(key_id: int, window: Windows) -> list[str]:
@@ -78,7 +87,7 @@ if busd then redis.call('INCRBY', KEYS[5], cost); redis.call('EXPIRE', KEYS[5], 
 return ''
 """
 
-_scripts: dict[int, object] = {}
+ADMIT_SHA = hashlib.sha1(ADMIT_LUA.encode()).hexdigest()
 
 
 def _n(value: int | None) -> int:
@@ -86,67 +95,117 @@ def _n(value: int | None) -> int:
 
 
 async def admit(
-    key_id: int, request_id: str, key_limits: KeyLimits, *, tokens: int, cost: int, now: float
+    key_id: int,
+    request_id: str,
+    key_limits: KeyLimits,
+    *,
+    tokens: int,
+    cost: int,
+    now: float,
+    releasing: list[Ended] | None = None,
 ) -> Admission | str:
-    """The admission, or the name of the limit that refused it."""
+    """The admission, or the name of the limit that refused it. ``releasing``: requests ended
+    and not yet released, settled in the same round trip, before this admission is checked.
+
+    Raises ``StoreUnreachable`` when the counters cannot be reached."""
     window = limits.windows(now, key_limits.budget_period)
     admission = Admission(key_id, request_id, key_limits, window, tokens, cost)
     if settings.REDIS_URL:
-        refused = await _admit_redis(admission, now)
+        refused = await _admit_redis(admission, now, releasing or [])
     else:
         from channels.db import database_sync_to_async
 
+        if releasing:
+            await release(releasing)
         refused = await database_sync_to_async(admit_in_database)(admission, now)
     return refused or admission
 
 
-async def _admit_redis(admission: Admission, now: float) -> str:
-    client = versions._async_redis()
-    script = _scripts.get(id(client))
-    if script is None:
-        _scripts.clear()
-        script = _scripts[id(client)] = client.register_script(ADMIT_LUA)
+def _admit_command(admission: Admission, now: float, *, sha: bool = True) -> tuple:
     k, w = admission.limits, admission.window
-    result = await script(
-        keys=_redis_keys(admission.key_id, w),
-        args=[
-            int(now * 1000),
-            admission.request_id,
-            SLOT_STALE_SECONDS * 1000,
-            _n(k.rpm),
-            _n(k.tpm),
-            _n(k.concurrent),
-            _n(k.budget_tokens),
-            _n(k.budget_micro_usd),
-            admission.tokens,
-            admission.cost,
-            120,
-            w.period_end - w.minute + 86_400,
-        ],
+    return (
+        "EVALSHA" if sha else "EVAL",
+        ADMIT_SHA if sha else ADMIT_LUA,
+        5,
+        *_redis_keys(admission.key_id, w),
+        int(now * 1000),
+        admission.request_id,
+        SLOT_STALE_SECONDS * 1000,
+        _n(k.rpm),
+        _n(k.tpm),
+        _n(k.concurrent),
+        _n(k.budget_tokens),
+        _n(k.budget_micro_usd),
+        admission.tokens,
+        admission.cost,
+        120,
+        w.period_end - w.minute + 86_400,
     )
+
+
+def _release_commands(ended: list[Ended]) -> list[tuple]:
+    commands: list[tuple] = []
+    for admission, tokens, cost in ended:
+        k = admission.limits
+        names = _redis_keys(admission.key_id, admission.window)
+        token_delta = tokens - admission.tokens
+        cost_delta = 0 if cost is None else cost - admission.cost
+        if k.concurrent is not None:
+            commands.append(("ZREM", names[0], admission.request_id))
+        if k.tpm is not None and token_delta:
+            commands.append(("INCRBY", names[2], token_delta))
+        if k.budget_tokens is not None and token_delta:
+            commands.append(("INCRBY", names[3], token_delta))
+        if k.budget_micro_usd is not None and cost_delta:
+            commands.append(("INCRBY", names[4], cost_delta))
+    return commands
+
+
+async def _redis(*commands: tuple) -> list:
+    """Replies to ``commands``, sent in one round trip (accounts.redis_wire; redis-py for a
+    REDIS_URL the lean connection does not speak)."""
+    if not commands:
+        return []
+    wire = redis_wire.for_loop(settings.REDIS_URL)
+    try:
+        if wire is not None:
+            return await wire.execute(*commands)
+        pipe = versions._async_redis().pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return await pipe.execute(raise_on_error=False)
+    except (redis_wire.WireError, OSError) as exc:
+        raise StoreUnreachable(str(exc)) from None
+    except Exception as exc:
+        import redis.exceptions
+
+        if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+            raise StoreUnreachable(type(exc).__name__) from None
+        raise
+
+
+def _refused(reply) -> bool:
+    return isinstance(reply, Exception) and "NOSCRIPT" in str(reply)
+
+
+async def _admit_redis(admission: Admission, now: float, releasing: list[Ended]) -> str:
+    commands = [*_release_commands(releasing), _admit_command(admission, now)]
+    result = (await _redis(*commands))[-1]
+    if _refused(result):
+        # A Redis that has not seen the script yet (restarted, flushed): send it whole once.
+        [result] = await _redis(_admit_command(admission, now, sha=False))
+    if isinstance(result, Exception):
+        raise result
     return result.decode() if isinstance(result, bytes) else str(result or "")
 
 
-async def release(ended: list[tuple[Admission, int, int | None]]) -> None:
+async def release(ended: list[Ended]) -> None:
     """Requests ended, each having used ``tokens`` and ``cost`` (None: unknown, keep the
-    reservation). With Redis, all of them in one pipelined round trip."""
+    reservation). With Redis, all of them in one round trip."""
     if settings.REDIS_URL:
-        pipe = versions._async_redis().pipeline(transaction=False)
-        for admission, tokens, cost in ended:
-            k = admission.limits
-            names = _redis_keys(admission.key_id, admission.window)
-            token_delta = tokens - admission.tokens
-            cost_delta = 0 if cost is None else cost - admission.cost
-            if k.concurrent is not None:
-                pipe.zrem(names[0], admission.request_id)
-            if k.tpm is not None and token_delta:
-                pipe.incrby(names[2], token_delta)
-            if k.budget_tokens is not None and token_delta:
-                pipe.incrby(names[3], token_delta)
-            if k.budget_micro_usd is not None and cost_delta:
-                pipe.incrby(names[4], cost_delta)
-        if len(pipe):
-            await pipe.execute()
+        for reply in await _redis(*_release_commands(ended)):
+            if isinstance(reply, Exception):
+                raise reply
         return
     from channels.db import database_sync_to_async
 

@@ -119,7 +119,10 @@ def _async_redis():
 
 async def close_async_clients() -> None:
     """Close this loop's Redis client (tests, whose every test runs its own event loop)."""
+    from accounts import redis_wire
+
     clients = list(_async_clients.values())
     _async_clients.clear()
     for client in clients:
         await client.aclose()
+    await redis_wire.close_for_loop()

@@ -24,6 +24,17 @@ logger = logging.getLogger(__name__)
 
 # Rejections per key and limit, for the metrics (claude_api.metrics reads it).
 rejections: dict[tuple[str, str], int] = {}
+# Requests per key admitted unchecked because the counters could not be reached (metrics).
+unchecked: dict[str, int] = {}
+UNREACHABLE_WARNING_SECONDS = 60.0
+_warned_at = 0.0
+
+
+def _warn_unreachable(exc: Exception) -> None:
+    global _warned_at
+    if time.monotonic() - _warned_at >= UNREACHABLE_WARNING_SECONDS:
+        _warned_at = time.monotonic()
+        logger.warning("limits not checked: their counters are unreachable (%s)", exc)
 
 
 def estimate_tokens(dispatch: Dispatch) -> int:
@@ -53,14 +64,27 @@ async def admit(dispatch: Dispatch, client_key: ClientKeyView) -> None:
             )
         cost = limits.micro_usd(prices.cost(prices.Tokens(input=tokens), price)) or 0
     now = time.time()
-    result = await limiter.admit(
-        client_key.key_id,
-        dispatch.request.request_id,
-        key_limits,
-        tokens=tokens,
-        cost=cost,
-        now=now,
-    )
+    # Requests that ended since the last round trip are released in this one, before the
+    # check: their slots are free for it, and a worker under steady load makes one round trip
+    # a request instead of two.
+    releasing = _ended[:]
+    _ended.clear()
+    try:
+        result = await limiter.admit(
+            client_key.key_id,
+            dispatch.request.request_id,
+            key_limits,
+            tokens=tokens,
+            cost=cost,
+            now=now,
+            releasing=releasing,
+        )
+    except limiter.StoreUnreachable as exc:
+        # Serve rather than fail every limited key while Redis is away (the readiness check
+        # and the admin say it is); the request is not counted.
+        unchecked[client_key.name] = unchecked.get(client_key.name, 0) + 1
+        _warn_unreachable(exc)
+        return
     if isinstance(result, str):
         refusal = limits.rejection(
             result, key_limits, limits.windows(now, key_limits.budget_period), now
@@ -77,9 +101,10 @@ def _price(dispatch: Dispatch) -> prices.Price | None:
 
 
 # Requests ended and not yet released: the requests that end within one RELEASE_DELAY share
-# one round trip (under load, many), which holds a concurrency slot that much longer.
+# one round trip (under load, many; or the next admission's), which holds a concurrency slot
+# that much longer.
 RELEASE_DELAY = 0.005
-_ended: list[tuple[limiter.Admission, int, int | None]] = []
+_ended: list[limiter.Ended] = []
 
 
 def release(admission: limiter.Admission, outcome: RequestOutcome) -> None:
@@ -91,9 +116,13 @@ def release(admission: limiter.Admission, outcome: RequestOutcome) -> None:
 
 async def _release_soon() -> None:
     await asyncio.sleep(RELEASE_DELAY)
-    batch = _ended[:]
+    batch = _ended[:]  # empty when an admission took them along meanwhile
     _ended.clear()
+    if not batch:
+        return
     try:
         await limiter.release(batch)
+    except limiter.StoreUnreachable as exc:
+        _warn_unreachable(exc)
     except Exception:
         logger.exception("could not release %d requests' limit counters", len(batch))

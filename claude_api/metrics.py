@@ -142,6 +142,13 @@ def render() -> str:
     family("claude_proxy_limit_rejections_total", "counter", "Requests refused by a key's limit.")
     for (key, limit), n in sorted(limits.rejections.items()):
         out.append(f"claude_proxy_limit_rejections_total{_labels(client_key=key, limit=limit)} {n}")
+    family(
+        "claude_proxy_limit_unchecked_total",
+        "counter",
+        "Requests of keys with limits served unchecked: the limits' counters were unreachable.",
+    )
+    for key, n in sorted(limits.unchecked.items()):
+        out.append(f"claude_proxy_limit_unchecked_total{_labels(client_key=key)} {n}")
     family("claude_proxy_credential_state", "gauge", "1 for each credential's current state.")
     snapshot, now = pool.snapshot, time.time()
     for credential in snapshot.credentials if snapshot else ():

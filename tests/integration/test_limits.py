@@ -34,15 +34,19 @@ START = datetime(2026, 12, 2, 10, 30, 2, tzinfo=UTC)
 @pytest.fixture(params=["database", "redis"])
 def backend(request, settings):
     if request.param == "redis":
-        from tests.services import redis_reachable
-
-        if not redis_reachable(REDIS_TEST_URL):
-            pytest.skip(f"needs Redis at {REDIS_TEST_URL}")
-        import redis
-
-        redis.Redis.from_url(REDIS_TEST_URL).flushdb()
-        settings.REDIS_URL = REDIS_TEST_URL
+        use_redis(settings)
     return request.param
+
+
+def use_redis(settings) -> None:
+    from tests.services import redis_reachable
+
+    if not redis_reachable(REDIS_TEST_URL):
+        pytest.skip(f"needs Redis at {REDIS_TEST_URL}")
+    import redis
+
+    redis.Redis.from_url(REDIS_TEST_URL).flushdb()
+    settings.REDIS_URL = REDIS_TEST_URL
 
 
 @pytest.fixture
@@ -185,3 +189,46 @@ async def test_it_leaves_keys_without_limits_alone(backend, upstream):
         assert (await post(api)).status_code == 200
     key = ClientKey.objects.get()
     assert limiter.current_use(key.pk, key.limits).requests == 0
+
+
+async def test_a_request_releases_the_one_before_it_in_its_own_admissions_round_trip(
+    upstream, settings, monkeypatch
+):
+    # One round trip a request under steady load, not two (admission, then release).
+    use_redis(settings)
+    make_credential(base_url=upstream.url)
+    api = client(max_concurrent=1)
+    sent: list[list[str]] = []
+    original = limiter._redis
+
+    async def recording(*commands):
+        sent.append([command[0] for command in commands])
+        return await original(*commands)
+
+    monkeypatch.setattr(limiter, "_redis", recording)
+    monkeypatch.setattr("claude_api.limits.RELEASE_DELAY", 5.0)  # only an admission releases
+    assert (await post(api)).status_code == 200
+    assert (await post(api)).status_code == 200  # the first one's slot, freed on the way
+    assert sent == [["EVALSHA"], ["ZREM", "EVALSHA"]]
+
+
+async def test_limits_are_not_checked_while_redis_is_unreachable(upstream, settings):
+    # Every limited key refused (or a 500) for as long as Redis is away would be an outage of
+    # the proxy's making: requests are served, uncounted, and the metrics say so.
+    import socket
+
+    from claude_api import limits as door
+
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    settings.REDIS_URL = f"redis://127.0.0.1:{free.getsockname()[1]}/0"
+    free.close()
+    make_credential(base_url=upstream.url)
+    api = client(rpm_limit=1)
+    before = door.unchecked.get("limited", 0)
+    for _ in range(2):
+        assert (await post(api)).status_code == 200
+    assert door.unchecked["limited"] == before + 2
+    from claude_api.metrics import render
+
+    assert f'claude_proxy_limit_unchecked_total{{client_key="limited"}} {before + 2}' in render()
