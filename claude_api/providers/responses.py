@@ -55,8 +55,9 @@ FORWARDED_HEADERS = ("user-agent",)
 COUNTED_FIELDS = frozenset(
     {"model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "reasoning"}
 )
-# A 400 naming the encrypted reasoning: it was issued to another account or backend (the
-# conversation moved between credentials). The turn is retried once without earlier reasoning.
+# A 400 naming the encrypted reasoning: it was issued to another account or backend and its
+# signature does not say so (issued before signatures named their credential). The turn is
+# retried once without earlier reasoning.
 _ENCRYPTED_REFUSALS = ("encrypted content", "encrypted_content")
 
 
@@ -101,7 +102,7 @@ class ResponsesProvider(Provider):
         payload = responses.build_request(
             body,
             upstream_model=call.upstream_model,
-            options=responses.ResponsesOptions(codex=False),
+            options=responses.ResponsesOptions(codex=False, origin=_origin(call)),
             names=responses.tool_names(body),
             ids=responses.call_ids(body),
         )
@@ -139,7 +140,10 @@ class ResponsesProvider(Provider):
             body,
             upstream_model=call.upstream_model,
             options=responses.ResponsesOptions(
-                codex=self.codex, stream=True, prompt_cache_key=_cache_key(call)
+                codex=self.codex,
+                stream=True,
+                prompt_cache_key=_cache_key(call),
+                origin=_origin(call),
             ),
             names=names,
             ids=ids,
@@ -172,6 +176,7 @@ class ResponsesProvider(Provider):
             ids=ids,
             now=time.time(),
             stop_sequences=responses.stop_sequences(body),
+            origin=_origin(call),
         )
         return response, translator
 
@@ -201,6 +206,14 @@ class ResponsesProvider(Provider):
         # Compressed streams get buffered by the compressor; plain bytes flow event by event.
         headers["accept-encoding"] = "identity"
         return headers
+
+
+def _origin(call: UpstreamCall) -> str:
+    """Which credential issued a piece of encrypted reasoning (16 hex digits in the thinking
+    block's signature): only that credential's backend can verify it. Derived from the
+    credential's id, so every worker agrees and nothing about the credential shows."""
+    digest = hashlib.sha256(f"responses-reasoning:{call.credential.credential_id}".encode())
+    return digest.hexdigest()[:16]
 
 
 def _cache_key(call: UpstreamCall) -> str:
