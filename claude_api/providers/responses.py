@@ -68,22 +68,64 @@ class ResponsesProvider(Provider):
 
     async def send(self, call: UpstreamCall) -> Reply:
         response, translator = await self._open(call)
+        opened = [response]
         events: list[Event] = []
         try:
-            async for event in _translated(response, translator, call.credential.label):
+            async for event in self._answer(call, response, translator, opened):
                 events.append(event)
         finally:
-            await response.aclose()
-        return Reply(200, dumps(responses.assemble(events)), lower_headers(response))
+            await opened[-1].aclose()
+        return Reply(200, dumps(responses.assemble(events)), lower_headers(opened[-1]))
 
     async def stream(self, call: UpstreamCall) -> EventStream:
         response, translator = await self._open(call)
 
         async def encoded() -> AsyncIterator[SSEEvent]:
-            async for name, payload in _translated(response, translator, call.credential.label):
-                yield SSEEvent(name, dumps(payload))
+            opened = [response]
+            try:
+                async for name, payload in self._answer(call, response, translator, opened):
+                    yield SSEEvent(name, dumps(payload))
+            finally:
+                if opened[-1] is not response:  # EventStream.aclose closes the first one
+                    await opened[-1].aclose()
 
         return EventStream(encoded(), response)
+
+    async def _answer(
+        self,
+        call: UpstreamCall,
+        response: httpx.Response,
+        translator: responses.StreamTranslator,
+        opened: list[httpx.Response],
+    ) -> AsyncIterator[Event]:
+        """The translated events of ``response``. GPT models reason before their first output,
+        often for many seconds and invisibly: a stream cut in that window (dropped, or closed
+        before ``response.completed``) has given the client nothing, so it is opened again once
+        on the same credential. A failure the backend reported (``response.failed``), a
+        timeout, or a cut after the first output is raised as it is."""
+        label = call.credential.label
+        produced = False
+        try:
+            async for event in _translated(response, translator, label):
+                produced = True
+                yield event
+            return
+        except _StreamCut as cut:
+            if produced:
+                raise
+            reason = cut.message
+        await response.aclose()
+        call.notes.append(
+            {
+                "outcome": "opened again",
+                "status": 0,
+                "reason": f"the stream was cut before its first output ({reason})",
+            }
+        )
+        response, translator = await self._open(call)
+        opened.append(response)
+        async for event in _translated(response, translator, label):
+            yield event
 
     async def count_tokens(self, call: UpstreamCall) -> Reply:
         """OpenAI counts a Responses request at ``{base}/responses/input_tokens``; the Codex
@@ -240,13 +282,28 @@ def _refuses_reasoning(error: UpstreamError, payload: dict[str, Any]) -> bool:
     )
 
 
+class _StreamCut(UpstreamError):
+    """The upstream body broke off or ended before ``response.completed``."""
+
+
+async def _body_events(response: httpx.Response, label: str) -> AsyncIterator[SSEEvent]:
+    try:
+        async for event in sse_events(response, label):
+            yield event
+    except UpstreamError as exc:
+        if exc.upstream_status != 0 or exc.error_type == "timeout_error":
+            raise
+        raise _StreamCut(exc.message, status=0, error_type=exc.error_type) from None
+
+
 async def _translated(
     response: httpx.Response, translator: responses.StreamTranslator, label: str
 ) -> AsyncIterator[Event]:
     """Anthropic events from the Responses SSE body, translated as each event arrives. Reading
-    stops once the message is complete (a stop sequence may end it before the upstream does)."""
+    stops once the message is complete (a stop sequence may end it before the upstream does).
+    A body that breaks off or ends early raises ``_StreamCut``."""
     try:
-        async for event in sse_events(response, label):
+        async for event in _body_events(response, label):
             data = event.data.strip()
             if not data or data == b"[DONE]":
                 continue
@@ -269,7 +326,11 @@ async def _translated(
                     yield item
             if translator.done:
                 return
+    except TranslatedStreamError as exc:
+        raise error_from_info(exc.info) from None
+    try:
         for item in translator.finish():
             yield item
     except TranslatedStreamError as exc:
-        raise error_from_info(exc.info) from None
+        info = exc.info
+        raise _StreamCut(info.message, status=info.status, error_type=info.error_type) from None

@@ -28,7 +28,7 @@ from tests.conftest import (
 )
 from tests.fakes.oauth import FakeOAuth
 from tests.fakes.responses_api import CODEX_PATH, FakeResponses, Turn
-from tests.fakes.upstream import Respond
+from tests.fakes.upstream import DROP, Respond
 from tests.unit.test_translate_openai import assert_grammar
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_pool")]
@@ -423,6 +423,65 @@ async def test_it_ends_a_stream_that_fails_mid_way_with_an_error_event(api, oaut
     events = sse_events(await read_stream(response))
     assert events[0][0] == "message_start"
     assert events[-1][0] == "error" and events[-1][1]["error"]["message"] == "boom"
+
+
+CREATED = (
+    "response.created",
+    {"type": "response.created", "response": {"id": "r", "status": "in_progress", "output": []}},
+)
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "non-stream"])
+@pytest.mark.parametrize("cut", [[DROP], []], ids=["dropped", "closed-early"])
+async def test_a_stream_cut_before_its_first_output_is_opened_again_on_the_same_account(
+    api, oauth, codex, stream, cut
+):
+    """GPT models reason before their first output (hidden, for seconds): a cut in that window
+    reached no byte of the client. With no other account to fail over to, the proxy opens the
+    stream again instead of answering 502 and cooling the account."""
+    credential = make_codex_account(oauth, codex)
+    codex.server.script(CODEX_PATH, Respond.sse([CREATED], tail=cut))
+    body = {
+        "model": "gpt-5-codex",
+        "max_tokens": 64,
+        "stream": stream,
+        "messages": [{"role": "user", "content": "x"}],
+    }
+    response = await api.post("/v1/messages", body)
+    assert response.status_code == 200
+    if stream:
+        events = sse_events(await read_stream(response))
+        assert_grammar(events)
+        text = "".join(
+            data["delta"].get("text", "") for name, data in events if name == "content_block_delta"
+        )
+    else:
+        text = "".join(b.get("text", "") for b in response.json()["content"])
+    assert text == "Hello from Responses."
+    assert len(codex.calls()) == 2
+    assert not await QuotaState.objects.filter(credential=credential).aexists()
+
+
+async def test_a_stream_cut_after_its_first_output_is_not_opened_again(api, oauth, codex):
+    make_codex_account(oauth, codex)
+    text = (
+        "response.output_text.delta",
+        {"type": "response.output_text.delta", "item_id": "m", "output_index": 0, "delta": "Hi"},
+    )
+    codex.server.script(CODEX_PATH, Respond.sse([CREATED, text], tail=[DROP]))
+    response = await api.post(
+        "/v1/messages",
+        {
+            "model": "gpt-5-codex",
+            "max_tokens": 64,
+            "stream": True,
+            "messages": [{"role": "user", "content": "x"}],
+        },
+    )
+    events = sse_events(await read_stream(response))
+    # The client already has "Hi": a second answer would repeat it.
+    assert events[-1][0] == "error"
+    assert len(codex.calls()) == 1
 
 
 async def test_it_turns_a_context_overflow_into_prompt_is_too_long(api, oauth, codex):
