@@ -55,8 +55,9 @@ FORWARDED_HEADERS = ("user-agent",)
 COUNTED_FIELDS = frozenset(
     {"model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "reasoning"}
 )
-# A 400 naming the encrypted reasoning: it was issued to another account or backend (the
-# conversation moved between credentials). The turn is retried once without earlier reasoning.
+# A 400 naming the encrypted reasoning: it was issued to another account or backend and its
+# signature does not say so (issued before signatures named their credential). The turn is
+# retried once without earlier reasoning.
 _ENCRYPTED_REFUSALS = ("encrypted content", "encrypted_content")
 
 
@@ -67,22 +68,64 @@ class ResponsesProvider(Provider):
 
     async def send(self, call: UpstreamCall) -> Reply:
         response, translator = await self._open(call)
+        opened = [response]
         events: list[Event] = []
         try:
-            async for event in _translated(response, translator, call.credential.label):
+            async for event in self._answer(call, response, translator, opened):
                 events.append(event)
         finally:
-            await response.aclose()
-        return Reply(200, dumps(responses.assemble(events)), lower_headers(response))
+            await opened[-1].aclose()
+        return Reply(200, dumps(responses.assemble(events)), lower_headers(opened[-1]))
 
     async def stream(self, call: UpstreamCall) -> EventStream:
         response, translator = await self._open(call)
 
         async def encoded() -> AsyncIterator[SSEEvent]:
-            async for name, payload in _translated(response, translator, call.credential.label):
-                yield SSEEvent(name, dumps(payload))
+            opened = [response]
+            try:
+                async for name, payload in self._answer(call, response, translator, opened):
+                    yield SSEEvent(name, dumps(payload))
+            finally:
+                if opened[-1] is not response:  # EventStream.aclose closes the first one
+                    await opened[-1].aclose()
 
         return EventStream(encoded(), response)
+
+    async def _answer(
+        self,
+        call: UpstreamCall,
+        response: httpx.Response,
+        translator: responses.StreamTranslator,
+        opened: list[httpx.Response],
+    ) -> AsyncIterator[Event]:
+        """The translated events of ``response``. GPT models reason before their first output,
+        often for many seconds and invisibly: a stream cut in that window (dropped, or closed
+        before ``response.completed``) has given the client nothing, so it is opened again once
+        on the same credential. A failure the backend reported (``response.failed``), a
+        timeout, or a cut after the first output is raised as it is."""
+        label = call.credential.label
+        produced = False
+        try:
+            async for event in _translated(response, translator, label):
+                produced = True
+                yield event
+            return
+        except _StreamCut as cut:
+            if produced:
+                raise
+            reason = cut.message
+        await response.aclose()
+        call.notes.append(
+            {
+                "outcome": "opened again",
+                "status": 0,
+                "reason": f"the stream was cut before its first output ({reason})",
+            }
+        )
+        response, translator = await self._open(call)
+        opened.append(response)
+        async for event in _translated(response, translator, label):
+            yield event
 
     async def count_tokens(self, call: UpstreamCall) -> Reply:
         """OpenAI counts a Responses request at ``{base}/responses/input_tokens``; the Codex
@@ -101,7 +144,7 @@ class ResponsesProvider(Provider):
         payload = responses.build_request(
             body,
             upstream_model=call.upstream_model,
-            options=responses.ResponsesOptions(codex=False),
+            options=responses.ResponsesOptions(codex=False, origin=_origin(call)),
             names=responses.tool_names(body),
             ids=responses.call_ids(body),
         )
@@ -139,7 +182,10 @@ class ResponsesProvider(Provider):
             body,
             upstream_model=call.upstream_model,
             options=responses.ResponsesOptions(
-                codex=self.codex, stream=True, prompt_cache_key=_cache_key(call)
+                codex=self.codex,
+                stream=True,
+                prompt_cache_key=_cache_key(call),
+                origin=_origin(call),
             ),
             names=names,
             ids=ids,
@@ -172,6 +218,7 @@ class ResponsesProvider(Provider):
             ids=ids,
             now=time.time(),
             stop_sequences=responses.stop_sequences(body),
+            origin=_origin(call),
         )
         return response, translator
 
@@ -203,6 +250,14 @@ class ResponsesProvider(Provider):
         return headers
 
 
+def _origin(call: UpstreamCall) -> str:
+    """Which credential issued a piece of encrypted reasoning (16 hex digits in the thinking
+    block's signature): only that credential's backend can verify it. Derived from the
+    credential's id, so every worker agrees and nothing about the credential shows."""
+    digest = hashlib.sha256(f"responses-reasoning:{call.credential.credential_id}".encode())
+    return digest.hexdigest()[:16]
+
+
 def _cache_key(call: UpstreamCall) -> str:
     """A stable, opaque key per conversation and model (a hash: the session id stays here)."""
     session = session_id(call.request.headers, call.request.body)
@@ -227,13 +282,28 @@ def _refuses_reasoning(error: UpstreamError, payload: dict[str, Any]) -> bool:
     )
 
 
+class _StreamCut(UpstreamError):
+    """The upstream body broke off or ended before ``response.completed``."""
+
+
+async def _body_events(response: httpx.Response, label: str) -> AsyncIterator[SSEEvent]:
+    try:
+        async for event in sse_events(response, label):
+            yield event
+    except UpstreamError as exc:
+        if exc.upstream_status != 0 or exc.error_type == "timeout_error":
+            raise
+        raise _StreamCut(exc.message, status=0, error_type=exc.error_type) from None
+
+
 async def _translated(
     response: httpx.Response, translator: responses.StreamTranslator, label: str
 ) -> AsyncIterator[Event]:
     """Anthropic events from the Responses SSE body, translated as each event arrives. Reading
-    stops once the message is complete (a stop sequence may end it before the upstream does)."""
+    stops once the message is complete (a stop sequence may end it before the upstream does).
+    A body that breaks off or ends early raises ``_StreamCut``."""
     try:
-        async for event in sse_events(response, label):
+        async for event in _body_events(response, label):
             data = event.data.strip()
             if not data or data == b"[DONE]":
                 continue
@@ -256,7 +326,11 @@ async def _translated(
                     yield item
             if translator.done:
                 return
+    except TranslatedStreamError as exc:
+        raise error_from_info(exc.info) from None
+    try:
         for item in translator.finish():
             yield item
     except TranslatedStreamError as exc:
-        raise error_from_info(exc.info) from None
+        info = exc.info
+        raise _StreamCut(info.message, status=info.status, error_type=info.error_type) from None

@@ -17,7 +17,6 @@ from typing import Any
 from tests.compat import claude
 from tests.compat.columns import Column
 from tests.compat.proxy import Daphne, Relay
-from tests.fakes.anthropic_api import ACCOUNT_TOKEN_PATH
 from tests.fakes.strict import Faults, StrictFake
 from tests.fakes.upstream import FakeUpstream
 
@@ -115,15 +114,12 @@ class Cell:
             ]
             spec = {"credentials": credentials, "settings": self.row.settings, "env": {}}
             if self.column.account:
+                fake: Any = self.fake
                 for n, credential in enumerate(credentials):
                     # An expired access token the fake never accepts, and the seed refresh
                     # token it rotates: the first request must refresh the account.
-                    credential["account"] = {
-                        "access_token": f"sk-ant-oat01-compat-expired-{n}",
-                        "refresh_token": f"sk-ant-ort01-compat-seed-{n}",
-                        "email": f"compat-{n + 1}@example.com",
-                    }
-                spec["env"]["CLAUDE_OAUTH_TOKEN_URL"] = upstream.url + ACCOUNT_TOKEN_PATH
+                    credential["account"] = fake.account_seed(n)
+                spec["env"][fake.token_env] = upstream.url + fake.token_path
             try:
                 daphne = Daphne(self.out_dir / "proxy", spec, self.template)
                 self.key = daphne.key

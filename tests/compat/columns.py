@@ -9,6 +9,7 @@ from typing import Any
 from tests.fakes.anthropic_api import AnthropicFake, ClaudeAccountFake
 from tests.fakes.gemini_api import GeminiFake
 from tests.fakes.openai_api import OpenAIFake
+from tests.fakes.responses_brain import ResponsesFake, codex_access_token
 from tests.fakes.strict import Faults, StrictFake
 
 
@@ -25,7 +26,8 @@ class Column:
     fields: dict[str, Any] = field(default_factory=dict)  # per-credential settings
     shows_thinking: bool = True  # the service returns its reasoning text
     # Credentials are logged-in accounts (accounts.oauth) whose access tokens have expired: the
-    # proxy must refresh them against the fake's token endpoint before the first call.
+    # proxy must refresh them against the fake's token endpoint before the first call. The fake
+    # says how (``account_seed(n)``, ``token_env``, ``token_path``) and counts ``refreshes``.
     account: bool = False
 
 
@@ -95,5 +97,26 @@ COLUMNS: tuple[Column, ...] = (
         "deepseek-reasoner",
         base_path="/v1",
         models=("deepseek-reasoner",),
+    ),
+    Column(
+        "codex-account",
+        "Codex account (ChatGPT, refreshed)",
+        "codex",
+        # The access tokens the fake's token endpoint hands out on refresh.
+        (codex_access_token(0, "first"), codex_access_token(1, "second")),
+        lambda secrets, faults: ResponsesFake(secrets, faults, model="gpt-5-codex", codex=True),
+        "gpt-5-codex",
+        base_path="/backend-api/codex",
+        account=True,
+    ),
+    Column(
+        "openai-responses",
+        "OpenAI Responses key (gpt-5)",
+        "openai-responses",
+        ("sk-proj-compat-responses-first", "sk-proj-compat-responses-second"),
+        lambda secrets, faults: ResponsesFake(secrets, faults, model="gpt-5"),
+        "gpt-5",
+        base_path="/v1",
+        models=("gpt-5",),
     ),
 )

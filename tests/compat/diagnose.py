@@ -20,6 +20,26 @@ def proxy_errors(raw: bytes) -> list[str]:
     return out
 
 
+def message_requests(sent: list[bytes]) -> list[dict[str, Any]]:
+    """The JSON bodies of the client's ``POST /v1/messages`` requests (each connection's bytes
+    from client to proxy, in order; count_tokens and other paths left out)."""
+    bodies: list[dict[str, Any]] = []
+    for raw in sent:
+        rest = raw
+        while (start := rest.find(b"POST /v1/messages")) >= 0:
+            head, _, rest = rest[start:].partition(b"\r\n\r\n")
+            length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+            size = int(length.group(1)) if length else 0
+            body, rest = rest[:size], rest[size:]
+            if head.split(b" ", 2)[1].split(b"?")[0] != b"/v1/messages":
+                continue
+            try:
+                bodies.append(json.loads(body))
+            except ValueError:
+                continue
+    return bodies
+
+
 def sse_messages(raw: bytes) -> list[list[dict[str, Any]]]:
     """The content blocks of every streamed message, as the client assembles them."""
     messages: list[list[dict[str, Any]]] = []

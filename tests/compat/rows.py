@@ -207,7 +207,9 @@ def check_context(cell: Cell) -> Outcome:
         return Outcome(False, why(cell, run, "## Context Usage"))
     assert cell.fake is not None
     generations = [
-        e for e in cell.fake.log if e.path.endswith(("/messages", "Content", "/completions"))
+        e
+        for e in cell.fake.log
+        if e.path.endswith(("/messages", "Content", "/completions", "/responses"))
     ]
     if generations:
         # Claude Code falls back to max_tokens=1 message calls when count_tokens fails.
@@ -215,7 +217,11 @@ def check_context(cell: Cell) -> Outcome:
             False,
             f"count_tokens failed: Claude Code fell back to {len(generations)} message calls; {why(cell)}",
         )
-    counted = cell.fake.requests_to("count_tokens") + cell.fake.requests_to(":countTokens")
+    counted = [
+        e
+        for e in cell.fake.log
+        if e.path.endswith(("count_tokens", ":countTokens", "/input_tokens"))
+    ]
     refused = cell.proxy_refused()
     if refused:
         return Outcome(False, why(cell))
@@ -249,14 +255,16 @@ def check_fallback(cell: Cell) -> Outcome:
             False,
             f"answered only after the proxy refused ({', '.join(map(str, refused))}); {why(cell)}",
         )
-    retries = [e for e in cell.fake.log[1:] if isinstance(e.body, dict)]
-    kinds = {
-        "stream"
-        if (e.body.get("stream") or e.path.startswith("/v1beta") and "stream" in e.path)
-        else "non-stream"
-        for e in retries
-    }
-    return Outcome(True, f"dropped stream, then a {'/'.join(sorted(kinds)) or '?'} retry answered")
+    assert cell.relay is not None
+    asked = diagnose.message_requests([bytes(sent) for sent, _ in cell.relay.connections])
+    if any(not body.get("stream") for body in asked[1:]):
+        how = "Claude Code's non-stream retry answered"
+    elif len(asked) > 1:
+        how = "Claude Code's stream retry answered"
+    else:
+        # Nothing had reached the client: the proxy opened the upstream stream again.
+        how = "the proxy opened it again before the client saw anything"
+    return Outcome(True, f"dropped stream; {how}")
 
 
 def check_failover(cell: Cell) -> Outcome:

@@ -82,10 +82,20 @@ How to run it, and one cell by hand: see the README, "Compatibility matrix".
 {table(results)}
 
 Models: Anthropic columns use Claude Code's default model (`claude-opus-4-8`); the others run
-`claude --model gemini-2.5-pro`, `gemini-3-pro-preview`, `gpt-5`, `deepseek-reasoner`. The image
+`claude --model gemini-2.5-pro`, `gemini-3-pro-preview`, `gpt-5`, `deepseek-reasoner`,
+`gpt-5-codex` (Codex account) and `gpt-5` (OpenAI Responses key). The image
 row attaches a PNG through `--input-format stream-json` (Claude Code's way of sending an image
 in `-p` mode); `/context` runs as `claude -p "/context"`, which 2.1.197 supports, plus the SDK's
 `count_tokens`.
+
+The account columns start from logged-in accounts whose access tokens have expired: the proxy
+refreshes each against the fake's token endpoint (Claude's, or OpenAI's for Codex), which
+rotates single-use refresh tokens, and the hello row checks there was exactly one refresh. The
+Codex column's 429 is the backend's `usage_limit_reached` with its reset time. On the two
+Responses columns the dropped stream is cut after `response.created`, before any output (GPT
+models reason first, invisibly): nothing has reached the client, so the proxy opens the stream
+again and Claude Code never sees the cut, where the other columns show Claude Code's own
+non-stream retry.
 
 One rule of the fakes is contested: the Gemini 2.5 fake refuses `thinkingLevel` with 400
 "Thinking level is not supported for this model.", which is what users of 2.5 Pro report

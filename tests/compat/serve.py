@@ -2,8 +2,10 @@
 from the spec, writes a client key to ``SPEC.json.key``, then runs daphne's own command line
 in this process (one Django start-up per cell instead of two).
 
-The spec is ``{"credentials": [{provider, label, secret, base_url, models, fields}],
-"settings": {...}}``; DATABASE_URL points at the cell's own SQLite copy.
+The spec is ``{"credentials": [{provider, label, secret, base_url, models, fields, account?}],
+"settings": {...}, "env": {...}}``; a credential with ``account`` is a logged-in Claude or Codex
+account (its token set, saved as a login saves it). DATABASE_URL points at the cell's own
+SQLite copy.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ def seed(spec: dict) -> str:
 
 
 def _account(entry: dict):
-    """A logged-in Claude account, saved as the account layer saves a login or an import."""
+    """A logged-in account (Claude or Codex), saved as the account layer saves a login or an
+    import."""
     from datetime import UTC, datetime, timedelta
 
     from accounts.models import Credential
@@ -49,12 +52,15 @@ def _account(entry: dict):
     account = entry["account"]
     result = store.save_account(
         AccountData(
-            provider="anthropic",
+            provider=account["provider"],
             access_token=account["access_token"],
             refresh_token=account["refresh_token"],
             expires_at=datetime.now(UTC) - timedelta(minutes=5),
             email=account["email"],
-            account_id=account["email"],
+            # Codex: the ChatGPT workspace the proxy sends as Chatgpt-Account-Id.
+            account_id=account.get("account_id") or account["email"],
+            plan=account.get("plan", ""),
+            id_token=account.get("id_token", ""),
         ),
         label=entry["label"],
     )

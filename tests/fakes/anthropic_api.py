@@ -482,6 +482,19 @@ class ClaudeAccountFake(AnthropicFake):
         self.live_refresh = {f"sk-ant-ort01-compat-seed-{n}": n for n in range(len(secrets))}
         self.refreshes = 0
 
+    # For the matrix's account columns: where the proxy refreshes, and what each account
+    # starts as (an expired access token the fake never accepts, the seed refresh token).
+    token_env = "CLAUDE_OAUTH_TOKEN_URL"
+    token_path = ACCOUNT_TOKEN_PATH
+
+    def account_seed(self, n: int) -> dict[str, Any]:
+        return {
+            "provider": "anthropic",
+            "access_token": f"sk-ant-oat01-compat-expired-{n}",
+            "refresh_token": f"sk-ant-ort01-compat-seed-{n}",
+            "email": f"compat-{n + 1}@example.com",
+        }
+
     def dispatch(self, request: Recorded, body: Any) -> Respond:
         if request.path == ACCOUNT_TOKEN_PATH:
             return self._token(body)

@@ -15,9 +15,16 @@ What it refuses, with the error shapes the real servers use:
   ``top_p`` (``{"detail": "Unsupported parameter: …"}``), no or a wrong ``Chatgpt-Account-Id``,
   a token that is not live (401).
 
+Also refused: ``reasoning`` / ``include`` / ``tool_choice`` values the API does not know, and a
+``tool_choice`` naming a function that is not among the tools. The reasoning rule is kept per
+account: a backend only knows the calls it issued itself.
+
 What it answers: ``turns`` (a queue of ``Turn``s; else ``default_turn``) as a Responses SSE
 stream: reasoning with summary and encrypted content, text, function calls, usage, and how it
 ends (completed, incomplete, failed).
+
+The rules and the encoding are ``ResponsesRules``, which the brain-driven fake of the
+compatibility matrix (tests.fakes.responses_brain) shares.
 """
 
 from __future__ import annotations
@@ -86,6 +93,21 @@ ROLE_PARTS = {
 TOOL_FIELDS = frozenset({"type", "name", "description", "parameters", "strict"})
 HOSTED_SEARCH_FIELDS = frozenset({"type", "filters", "user_location", "search_context_size"})
 CODEX_REFUSED = ("max_output_tokens", "temperature", "top_p")
+REASONING_FIELDS = frozenset({"effort", "summary", "generate_summary"})
+EFFORTS = frozenset({"none", "minimal", "low", "medium", "high", "xhigh"})
+SUMMARIES = frozenset({"auto", "concise", "detailed"})
+INCLUDABLE = frozenset(
+    {
+        "reasoning.encrypted_content",
+        "message.output_text.logprobs",
+        "message.input_image.image_url",
+        "web_search_call.action.sources",
+        "web_search_call.results",
+        "file_search_call.results",
+        "code_interpreter_call.outputs",
+        "computer_call_output.output.image_url",
+    }
+)
 
 
 class Refused(Exception):
@@ -130,111 +152,15 @@ class Turn:
     search: str | None = None  # a hosted web search (its query) before the text
 
 
-class FakeResponses:
-    def __init__(
-        self,
-        server: FakeUpstream,
-        *,
-        oauth: FakeOAuth | None = None,
-        api_key: str = "",
-    ) -> None:
-        self.server = server
-        self.oauth = oauth
-        self.api_key = api_key
-        self.turns: deque[Turn] = deque()
-        self.default_turn = Turn()
+class ResponsesRules:
+    """What the Responses API checks and how it answers, shared by the scripted fake below and
+    the brain-driven one of the compatibility matrix (tests.fakes.responses_brain)."""
+
+    def __init__(self) -> None:
         # Encrypted reasoning issued: content -> (account, call_ids issued with it).
         self.issued: dict[str, tuple[str, list[str]]] = {}
-        self.refusals: list[dict[str, Any]] = []
-        self._fallback = server.default
-        server.default = self.handle
 
-    @property
-    def codex_base(self) -> str:
-        return self.server.url + "/codex"
-
-    @property
-    def api_base(self) -> str:
-        return self.server.url + "/v1"
-
-    def calls(self) -> list[Recorded]:
-        return [r for r in self.server.requests if r.path in (CODEX_PATH, API_PATH)]
-
-    # -----------------------------------------------------------------------------------------
-
-    def handle(self, request: Recorded) -> Respond:
-        if request.path == COUNT_PATH:
-            return self._count(request)
-        if request.path not in (CODEX_PATH, API_PATH):
-            return self._fallback(request)
-        codex = request.path == CODEX_PATH
-        try:
-            account = self._authenticate(request, codex)
-            body = request.json()
-            self._validate(body, codex, account)
-        except Refused as refused:
-            try:
-                self.refusals.append(json.loads(refused.response.body))
-            except ValueError:
-                self.refusals.append({})
-            return refused.response
-        turn = self.turns.popleft() if self.turns else self.default_turn
-        return self._answer(body, turn, account)
-
-    def _count(self, request: Recorded) -> Respond:
-        """OpenAI's input token counter: the request's input fields only, a rough count."""
-        try:
-            self._authenticate(request, codex=False)
-            body = request.json()
-            for name in body:
-                if name not in COUNTED:
-                    raise unknown_parameter(name)
-            self._validate_input(body.get("input"), "api")
-        except Refused as refused:
-            return refused.response
-        words = len(json.dumps([body.get("instructions"), body.get("input")]).split())
-        return Respond.json({"object": "response.input_tokens", "input_tokens": words})
-
-    def _authenticate(self, request: Recorded, codex: bool) -> str:
-        token = request.headers.get("authorization", "").removeprefix("Bearer ")
-        if not codex:
-            if not self.api_key or token != self.api_key:
-                raise Refused(
-                    Respond.json(
-                        {
-                            "error": {
-                                "message": "Incorrect API key provided.",
-                                "type": "invalid_request_error",
-                                "param": None,
-                                "code": "invalid_api_key",
-                            }
-                        },
-                        401,
-                    )
-                )
-            return "api"
-        assert self.oauth is not None
-        holder = next((a for a in self.oauth.accounts if token in a.access), None)
-        if holder is None or not self.oauth.is_live(token):
-            raise Refused(
-                Respond.json(
-                    {
-                        "error": {
-                            "message": "Provided authentication token is expired.",
-                            "type": "invalid_request_error",
-                            "code": "token_expired",
-                        }
-                    },
-                    401,
-                )
-            )
-        if request.headers.get("chatgpt-account-id") != holder.uuid:
-            raise Refused(Respond.json({"detail": "Missing or wrong ChatGPT-Account-Id"}, 403))
-        if request.headers.get("accept") != "text/event-stream":
-            raise Refused(Respond.json({"detail": "Accept must be text/event-stream"}, 400))
-        return holder.uuid
-
-    def _validate(self, body: Any, codex: bool, account: str) -> None:
+    def validate(self, body: Any, codex: bool, account: str) -> None:
         if not isinstance(body, dict):
             raise invalid("The body must be a JSON object.")
         for name in body:
@@ -267,9 +193,49 @@ class FakeResponses:
                     f"tools[{position}].name",
                     "invalid_value",
                 )
-        self._validate_input(body.get("input"), account)
+        self._validate_options(body)
+        self.validate_input(body.get("input"), account)
 
-    def _validate_input(self, items: Any, account: str) -> None:
+    @staticmethod
+    def _validate_options(body: dict[str, Any]) -> None:
+        reasoning = body.get("reasoning")
+        if reasoning is not None:
+            if not isinstance(reasoning, dict):
+                raise invalid("Invalid type for 'reasoning': expected an object.", "reasoning")
+            for name in reasoning:
+                if name not in REASONING_FIELDS:
+                    raise unknown_parameter(f"reasoning.{name}")
+            effort = reasoning.get("effort")
+            if effort is not None and effort not in EFFORTS:
+                raise invalid(
+                    f"Invalid value: '{effort}'. Supported values are: 'minimal', 'low', "
+                    "'medium', and 'high'.",
+                    "reasoning.effort",
+                    "invalid_value",
+                )
+            summary = reasoning.get("summary")
+            if summary is not None and summary not in SUMMARIES:
+                raise invalid(
+                    f"Invalid value: '{summary}'. Supported values are: 'auto', 'concise', "
+                    "and 'detailed'.",
+                    "reasoning.summary",
+                    "invalid_value",
+                )
+        for position, value in enumerate(body.get("include") or ()):
+            if value not in INCLUDABLE:
+                raise invalid(f"Invalid value: '{value}'.", f"include[{position}]", "invalid_value")
+        choice = body.get("tool_choice")
+        names = {t.get("name") for t in body.get("tools") or () if t.get("type") == "function"}
+        if isinstance(choice, dict) and choice.get("type") == "function":
+            if choice.get("name") not in names:
+                raise invalid(
+                    f"Tool choice '{choice.get('name')}' not found in 'tools' parameter.",
+                    "tool_choice",
+                )
+        elif isinstance(choice, str) and choice not in ("auto", "none", "required"):
+            raise invalid(f"Invalid value: '{choice}'.", "tool_choice", "invalid_value")
+
+    def validate_input(self, items: Any, account: str) -> None:
         if not isinstance(items, list) or not items:
             raise invalid(
                 "Missing required parameter: 'input'.", "input", "missing_required_parameter"
@@ -324,8 +290,13 @@ class FakeResponses:
                         f"input[{position}].call_id",
                         "string_above_max_length",
                     )
-                for encrypted, (_owner, issued_calls) in self.issued.items():
-                    if call_id in issued_calls and encrypted not in reasoning_seen:
+                # Only this account's own calls: another account's backend never saw them.
+                for encrypted, (owner, issued_calls) in self.issued.items():
+                    if (
+                        owner == account
+                        and call_id in issued_calls
+                        and encrypted not in reasoning_seen
+                    ):
                         raise invalid(
                             f"Item '{call_id}' of type 'function_call' was provided without its "
                             "required 'reasoning' item."
@@ -345,7 +316,14 @@ class FakeResponses:
 
     # -----------------------------------------------------------------------------------------
 
-    def _answer(self, body: dict[str, Any], turn: Turn, account: str) -> Respond:
+    def answer(self, body: dict[str, Any], turn: Turn, account: str) -> Respond:
+        """The turn as a Responses SSE stream."""
+        return Respond.sse(self.events(body, turn, account), headers=turn.headers)
+
+    def events(
+        self, body: dict[str, Any], turn: Turn, account: str
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """The turn as the stream's events, in order; the last one ends the response."""
         response_id = f"resp_{next(_serial):06d}"
         model = body.get("model")
         base = {"id": response_id, "object": "response", "model": model, "output": []}
@@ -361,7 +339,7 @@ class FakeResponses:
         ]
         if turn.fail_before_output:
             events.append(_failed(base, turn.error))
-            return Respond.sse(events, headers=turn.headers)
+            return events
         output: list[dict[str, Any]] = []
         call_ids = [f"call_{next(_serial):06d}" for _ in turn.calls]
         wants_reasoning = "reasoning.encrypted_content" in (body.get("include") or ())
@@ -513,7 +491,111 @@ class FakeResponses:
         else:
             final = {**base, "status": "completed", "output": output, "usage": usage}
             events.append(("response.completed", {"type": "response.completed", "response": final}))
-        return Respond.sse(events, headers=turn.headers)
+        return events
+
+
+class FakeResponses(ResponsesRules):
+    def __init__(
+        self,
+        server: FakeUpstream,
+        *,
+        oauth: FakeOAuth | None = None,
+        api_key: str = "",
+    ) -> None:
+        super().__init__()
+        self.server = server
+        self.oauth = oauth
+        self.api_key = api_key
+        self.turns: deque[Turn] = deque()
+        self.default_turn = Turn()
+        self.refusals: list[dict[str, Any]] = []
+        self._fallback = server.default
+        server.default = self.handle
+
+    @property
+    def codex_base(self) -> str:
+        return self.server.url + "/codex"
+
+    @property
+    def api_base(self) -> str:
+        return self.server.url + "/v1"
+
+    def calls(self) -> list[Recorded]:
+        return [r for r in self.server.requests if r.path in (CODEX_PATH, API_PATH)]
+
+    # -----------------------------------------------------------------------------------------
+
+    def handle(self, request: Recorded) -> Respond:
+        if request.path == COUNT_PATH:
+            return self._count(request)
+        if request.path not in (CODEX_PATH, API_PATH):
+            return self._fallback(request)
+        codex = request.path == CODEX_PATH
+        try:
+            account = self._authenticate(request, codex)
+            body = request.json()
+            self.validate(body, codex, account)
+        except Refused as refused:
+            try:
+                self.refusals.append(json.loads(refused.response.body))
+            except ValueError:
+                self.refusals.append({})
+            return refused.response
+        turn = self.turns.popleft() if self.turns else self.default_turn
+        return self.answer(body, turn, account)
+
+    def _count(self, request: Recorded) -> Respond:
+        """OpenAI's input token counter: the request's input fields only, a rough count."""
+        try:
+            self._authenticate(request, codex=False)
+            body = request.json()
+            for name in body:
+                if name not in COUNTED:
+                    raise unknown_parameter(name)
+            self.validate_input(body.get("input"), "api")
+        except Refused as refused:
+            return refused.response
+        words = len(json.dumps([body.get("instructions"), body.get("input")]).split())
+        return Respond.json({"object": "response.input_tokens", "input_tokens": words})
+
+    def _authenticate(self, request: Recorded, codex: bool) -> str:
+        token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if not codex:
+            if not self.api_key or token != self.api_key:
+                raise Refused(
+                    Respond.json(
+                        {
+                            "error": {
+                                "message": "Incorrect API key provided.",
+                                "type": "invalid_request_error",
+                                "param": None,
+                                "code": "invalid_api_key",
+                            }
+                        },
+                        401,
+                    )
+                )
+            return "api"
+        assert self.oauth is not None
+        holder = next((a for a in self.oauth.accounts if token in a.access), None)
+        if holder is None or not self.oauth.is_live(token):
+            raise Refused(
+                Respond.json(
+                    {
+                        "error": {
+                            "message": "Provided authentication token is expired.",
+                            "type": "invalid_request_error",
+                            "code": "token_expired",
+                        }
+                    },
+                    401,
+                )
+            )
+        if request.headers.get("chatgpt-account-id") != holder.uuid:
+            raise Refused(Respond.json({"detail": "Missing or wrong ChatGPT-Account-Id"}, 403))
+        if request.headers.get("accept") != "text/event-stream":
+            raise Refused(Respond.json({"detail": "Accept must be text/event-stream"}, 400))
+        return holder.uuid
 
 
 def _event(kind: str, **fields: Any) -> tuple[str, dict[str, Any]]:

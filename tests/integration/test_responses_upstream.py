@@ -18,7 +18,7 @@ from accounts.models import Credential, CredentialModel, QuotaState
 from accounts.oauth import store
 from accounts.oauth.files import AccountData
 from claude_api.translate.common import RESPONSES_SIGNATURE_TAG
-from claude_api.translate.openai_responses.names import short_call_id
+from claude_api.translate.openai_responses.names import read_signature, short_call_id
 from tests.conftest import (
     load_fixture,
     make_credential,
@@ -28,7 +28,7 @@ from tests.conftest import (
 )
 from tests.fakes.oauth import FakeOAuth
 from tests.fakes.responses_api import CODEX_PATH, FakeResponses, Turn
-from tests.fakes.upstream import Respond
+from tests.fakes.upstream import DROP, Respond
 from tests.unit.test_translate_openai import assert_grammar
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_pool")]
@@ -153,7 +153,8 @@ async def test_it_streams_reasoning_text_and_a_tool_call_from_a_tool_history(api
         for name, data in events
         if name == "content_block_delta" and data["delta"]["type"] == "signature_delta"
     ]
-    assert signatures[0].startswith(RESPONSES_SIGNATURE_TAG + "enc-ws-1-")
+    origin, encrypted = read_signature(signatures[0])
+    assert encrypted.startswith("enc-ws-1-") and len(origin) == 16
     json_deltas = [
         data["delta"]["partial_json"]
         for name, data in events
@@ -244,7 +245,11 @@ async def test_it_carries_encrypted_reasoning_into_the_next_turn(api, oauth, cod
     assert "required 'reasoning' item" in refused.json()["error"]["message"]
 
 
-async def test_it_drops_reasoning_another_account_issued_and_retries_once(api, oauth, codex):
+async def test_it_retries_once_without_reasoning_whose_signature_names_no_account(
+    api, oauth, codex
+):
+    """Signatures issued before they named their credential: the backend's refusal is the only
+    sign that the reasoning came from another account."""
     set_proxy_settings(routing_strategy="fill-first")
     first_account = make_codex_account(oauth, codex, "a@example.com", "ws-a", priority=2)
     codex.turns.append(Turn(reasoning="r", text=None, calls=[("Bash", {"command": "ls"})]))
@@ -255,6 +260,8 @@ async def test_it_drops_reasoning_another_account_issued_and_retries_once(api, o
     first_account.save()
     make_codex_account(oauth, codex, "b@example.com", "ws-b")
     tool_id = turn["content"][-1]["id"]
+    thinking = turn["content"][0]
+    thinking["signature"] = RESPONSES_SIGNATURE_TAG + read_signature(thinking["signature"])[1]
     body = tool_body()
     body["messages"] = [
         body["messages"][0],
@@ -264,11 +271,46 @@ async def test_it_drops_reasoning_another_account_issued_and_retries_once(api, o
             "content": [{"type": "tool_result", "tool_use_id": tool_id, "content": "x"}],
         },
     ]
-    codex.issued.clear()  # the second account's backend knows nothing of ws-a's reasoning
     response = await api.post("/v1/messages", body)
     assert response.status_code == 200, response.content
     assert "could not be verified" in codex.refusals[-1]["error"]["message"]
     assert all(item["type"] != "reasoning" for item in codex.calls()[-1].json()["input"])
+
+
+async def test_a_conversation_that_moved_accounts_keeps_the_serving_accounts_own_reasoning(
+    api, oauth, codex
+):
+    """A tool loop that moved from account A to account B (A hit its limit): B cannot verify
+    A's encrypted reasoning, but requires its own back with the calls it issued. Leaving out
+    every reasoning item would make B refuse its own function_call."""
+    set_proxy_settings(routing_strategy="fill-first")
+    first_account = make_codex_account(oauth, codex, "a@example.com", "ws-a", priority=2)
+    body = tool_body()
+    messages = body["messages"][:1]
+
+    async def turn(command: str) -> None:
+        codex.turns.append(Turn(reasoning="r", text=None, calls=[("Bash", {"command": command})]))
+        response = await api.post("/v1/messages", {**body, "messages": messages})
+        assert response.status_code == 200, (response.content, codex.refusals)
+        content = response.json()["content"]
+        messages.append({"role": "assistant", "content": content})
+        result = {"type": "tool_result", "tool_use_id": content[-1]["id"], "content": "ok"}
+        messages.append({"role": "user", "content": [result]})
+
+    await turn("ls")
+    first_account.enabled = False
+    first_account.save()
+    make_codex_account(oauth, codex, "b@example.com", "ws-b")
+    await turn("pwd")
+    await turn("date")
+    # A's reasoning was left out before sending: no refused round trip.
+    assert codex.refusals == []
+    sent = codex.calls()[-1].json()["input"]
+    reasoning = [item["encrypted_content"] for item in sent if item["type"] == "reasoning"]
+    assert len(reasoning) == 1 and reasoning[0].startswith("enc-ws-b-")
+    assert [i["call_id"] for i in sent if i["type"] == "function_call"] == [
+        i["call_id"] for i in sent if i["type"] == "function_call_output"
+    ]
 
 
 # Scenario 7 and 8 --------------------------------------------------------------------------
@@ -381,6 +423,65 @@ async def test_it_ends_a_stream_that_fails_mid_way_with_an_error_event(api, oaut
     events = sse_events(await read_stream(response))
     assert events[0][0] == "message_start"
     assert events[-1][0] == "error" and events[-1][1]["error"]["message"] == "boom"
+
+
+CREATED = (
+    "response.created",
+    {"type": "response.created", "response": {"id": "r", "status": "in_progress", "output": []}},
+)
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "non-stream"])
+@pytest.mark.parametrize("cut", [[DROP], []], ids=["dropped", "closed-early"])
+async def test_a_stream_cut_before_its_first_output_is_opened_again_on_the_same_account(
+    api, oauth, codex, stream, cut
+):
+    """GPT models reason before their first output (hidden, for seconds): a cut in that window
+    reached no byte of the client. With no other account to fail over to, the proxy opens the
+    stream again instead of answering 502 and cooling the account."""
+    credential = make_codex_account(oauth, codex)
+    codex.server.script(CODEX_PATH, Respond.sse([CREATED], tail=cut))
+    body = {
+        "model": "gpt-5-codex",
+        "max_tokens": 64,
+        "stream": stream,
+        "messages": [{"role": "user", "content": "x"}],
+    }
+    response = await api.post("/v1/messages", body)
+    assert response.status_code == 200
+    if stream:
+        events = sse_events(await read_stream(response))
+        assert_grammar(events)
+        text = "".join(
+            data["delta"].get("text", "") for name, data in events if name == "content_block_delta"
+        )
+    else:
+        text = "".join(b.get("text", "") for b in response.json()["content"])
+    assert text == "Hello from Responses."
+    assert len(codex.calls()) == 2
+    assert not await QuotaState.objects.filter(credential=credential).aexists()
+
+
+async def test_a_stream_cut_after_its_first_output_is_not_opened_again(api, oauth, codex):
+    make_codex_account(oauth, codex)
+    text = (
+        "response.output_text.delta",
+        {"type": "response.output_text.delta", "item_id": "m", "output_index": 0, "delta": "Hi"},
+    )
+    codex.server.script(CODEX_PATH, Respond.sse([CREATED, text], tail=[DROP]))
+    response = await api.post(
+        "/v1/messages",
+        {
+            "model": "gpt-5-codex",
+            "max_tokens": 64,
+            "stream": True,
+            "messages": [{"role": "user", "content": "x"}],
+        },
+    )
+    events = sse_events(await read_stream(response))
+    # The client already has "Hi": a second answer would repeat it.
+    assert events[-1][0] == "error"
+    assert len(codex.calls()) == 1
 
 
 async def test_it_turns_a_context_overflow_into_prompt_is_too_long(api, oauth, codex):

@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 from tests.fakes import brain
 from tests.fakes.anthropic_api import AnthropicFake
 from tests.fakes.gemini_api import GeminiFake
 from tests.fakes.openai_api import OpenAIFake
+from tests.fakes.responses_brain import (
+    CODEX_BACKEND_PATH,
+    CODEX_CLIENT_ID,
+    CODEX_TOKEN_PATH,
+    ResponsesFake,
+    codex_access_token,
+)
 from tests.fakes.upstream import Recorded, Respond
 
 BASH = {"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}
@@ -262,6 +270,152 @@ def test_openai_strict_reasoning_model_refuses_max_tokens_and_unknown_arguments(
     assert (
         body_of(unknown)["error"]["message"] == "Unrecognized request argument supplied: thinking"
     )
+
+
+# Responses (OpenAI API key; ChatGPT Codex account) -----------------------------------------
+
+SK = {"authorization": "Bearer sk-r"}
+
+
+def responses_body(**extra: Any) -> dict[str, Any]:
+    return {
+        "model": "gpt-5",
+        "input": [
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": RUN}]}
+        ],
+        "tools": [{"type": "function", "name": "Bash", "parameters": BASH, "strict": False}],
+        "reasoning": {"effort": "medium", "summary": "auto"},
+        "include": ["reasoning.encrypted_content"],
+        "store": False,
+        "stream": False,
+        **extra,
+    }
+
+
+def test_responses_rejects_unknown_fields_with_openais_message():
+    refused = post(ResponsesFake(["sk-r"], model="gpt-5"), "/v1/responses", responses_body(x=1), SK)
+    assert refused.status == 400
+    assert body_of(refused)["error"] == {
+        "message": "Unknown parameter: 'x'.",
+        "type": "invalid_request_error",
+        "param": "x",
+        "code": "unknown_parameter",
+    }
+
+
+def test_responses_wants_each_call_answered_and_its_reasoning_sent_back():
+    fake = ResponsesFake(["sk-r"], model="gpt-5")
+    first = body_of(post(fake, "/v1/responses", responses_body(), SK))
+    reasoning, call = first["output"]
+    assert reasoning["type"] == "reasoning" and reasoning["encrypted_content"]
+    assert call["type"] == "function_call" and json.loads(call["arguments"])["command"] == "echo hi"
+    output = {"type": "function_call_output", "call_id": call["call_id"], "output": "hi"}
+    sent_call = {k: call[k] for k in ("type", "call_id", "name", "arguments")}
+    sent_reasoning = {k: reasoning[k] for k in ("type", "summary", "encrypted_content")}
+    history = responses_body()["input"]
+    ok = post(
+        fake,
+        "/v1/responses",
+        responses_body(input=[*history, sent_reasoning, sent_call, output]),
+        SK,
+    )
+    assert body_of(ok)["output"][-1]["content"][0]["text"] == brain.TOOL_OUTPUT + "hi"
+    without = post(fake, "/v1/responses", responses_body(input=[*history, sent_call, output]), SK)
+    assert "without its required 'reasoning' item" in body_of(without)["error"]["message"]
+    unanswered = post(fake, "/v1/responses", responses_body(input=[*history, output]), SK)
+    assert "No tool call found for function call output" in body_of(unanswered)["error"]["message"]
+    # Each key is its own organisation: the other cannot verify this key's reasoning.
+    other = ResponsesFake(["sk-r", "sk-s"], model="gpt-5")
+    issued = body_of(post(other, "/v1/responses", responses_body(), SK))["output"][0]
+    moved = {k: issued[k] for k in ("type", "summary", "encrypted_content")}
+    refused = post(
+        other,
+        "/v1/responses",
+        responses_body(input=[*history, moved]),
+        {"authorization": "Bearer sk-s"},
+    )
+    assert "could not be verified" in body_of(refused)["error"]["message"]
+
+
+def test_responses_counts_input_tokens_with_only_the_counters_fields():
+    fake = ResponsesFake(["sk-r"], model="gpt-5")
+    body = {k: v for k, v in responses_body().items() if k in ("model", "input", "tools")}
+    counted = body_of(post(fake, "/v1/responses/input_tokens", body, SK))
+    assert counted["object"] == "response.input_tokens" and counted["input_tokens"] > 0
+    refused = post(fake, "/v1/responses/input_tokens", {**body, "stream": True}, SK)
+    assert body_of(refused)["error"]["code"] == "unknown_parameter"
+
+
+CODEX_ACCESS = [codex_access_token(0, "first"), codex_access_token(1, "second")]
+
+
+def codex_refresh(fake: ResponsesFake, token: str, **form: str) -> Respond:
+    fields = {
+        "grant_type": "refresh_token",
+        "refresh_token": token,
+        "client_id": CODEX_CLIENT_ID,
+        **form,
+    }
+    return fake.handle(
+        Recorded(
+            "POST",
+            CODEX_TOKEN_PATH,
+            {},
+            {"content-type": "application/x-www-form-urlencoded"},
+            urlencode(fields).encode(),
+        )
+    )
+
+
+def codex_headers(token: str, workspace: str) -> dict[str, str]:
+    return {
+        "authorization": f"Bearer {token}",
+        "chatgpt-account-id": workspace,
+        "accept": "text/event-stream",
+    }
+
+
+def test_codex_serves_only_refreshed_tokens_with_their_workspace_and_rotates_refresh_tokens():
+    fake = ResponsesFake(CODEX_ACCESS, model="gpt-5-codex", codex=True)
+    seed = fake.account_seed(0)
+    body = responses_body(model="gpt-5-codex", stream=True, instructions="")
+    expired = post(fake, CODEX_BACKEND_PATH, body, codex_headers(seed["access_token"], "x"))
+    assert expired.status == 401
+    answer = body_of(codex_refresh(fake, seed["refresh_token"]))
+    assert answer["access_token"] == CODEX_ACCESS[0] and fake.refreshes == 1
+    reused = codex_refresh(fake, seed["refresh_token"])
+    assert reused.status == 401 and body_of(reused)["error"]["code"] == "refresh_token_reused"
+    assert codex_refresh(fake, answer["refresh_token"]).status == 200  # the rotated one works
+    wrong = post(
+        fake, CODEX_BACKEND_PATH, body, codex_headers(CODEX_ACCESS[0], seed["account_id"] + "x")
+    )
+    assert wrong.status == 403
+    ok = post(fake, CODEX_BACKEND_PATH, body, codex_headers(CODEX_ACCESS[0], seed["account_id"]))
+    assert ok.status == 200 and "response.completed" in body_of(ok)
+    assert ok.headers["x-codex-primary-used-percent"]
+
+
+def test_codex_wants_store_false_stream_true_and_no_output_limit():
+    fake = ResponsesFake(CODEX_ACCESS, model="gpt-5-codex", codex=True)
+    codex_refresh(fake, "rt_compat-seed-0")
+    headers = codex_headers(CODEX_ACCESS[0], fake.account_seed(0)["account_id"])
+    base = responses_body(model="gpt-5-codex", stream=True, instructions="")
+    for change, detail in (
+        ({"store": True}, "Store must be set to false"),
+        ({"stream": False}, "Stream must be set to true"),
+        ({"max_output_tokens": 100}, "Unsupported parameter: max_output_tokens"),
+    ):
+        refused = post(fake, CODEX_BACKEND_PATH, {**base, **change}, headers)
+        assert refused.status == 400 and body_of(refused) == {"detail": detail}
+
+
+def test_codex_answers_a_spent_account_with_usage_limit_reached():
+    fake = ResponsesFake(CODEX_ACCESS, model="gpt-5-codex", codex=True)
+    limited = fake.rate_limit_response()
+    error = body_of(limited)["error"]
+    assert limited.status == 429 and error["type"] == "usage_limit_reached"
+    assert error["resets_in_seconds"] == 3600 and error["resets_at"] > 0
+    assert limited.headers["x-codex-primary-used-percent"] == "100"
 
 
 def test_the_brain_runs_one_command_a_step_then_answers_with_every_output():

@@ -20,7 +20,11 @@ from claude_api.translate.openai_responses import (
     tool_names,
     translate_response,
 )
-from claude_api.translate.openai_responses.names import short_call_id
+from claude_api.translate.openai_responses.names import (
+    read_signature,
+    reasoning_signature,
+    short_call_id,
+)
 from tests.unit.test_translate_openai import assert_grammar
 
 FIXTURES = sorted(Path(__file__).parent.parent.joinpath("fixtures", "claude-code").glob("*.json"))
@@ -306,6 +310,70 @@ def test_it_sends_back_only_its_own_encrypted_reasoning():
     items = translate(body)["input"]
     assert items[1] == {"type": "reasoning", "summary": [], "encrypted_content": "ENC"}
     assert [i["type"] for i in items] == ["message", "reasoning", "message", "message"]
+
+
+def test_it_sends_a_credential_only_the_reasoning_that_credential_issued():
+    mine, theirs = "0123456789abcdef", "fedcba9876543210"
+
+    def thinking(signature: str) -> dict[str, Any]:
+        return {"type": "thinking", "thinking": "", "signature": signature}
+
+    body = {
+        "messages": [
+            {"role": "user", "content": "q"},
+            {
+                "role": "assistant",
+                "content": [
+                    thinking(reasoning_signature("THEIRS", theirs)),
+                    thinking(reasoning_signature("MINE", mine)),
+                    thinking(RESPONSES_SIGNATURE_TAG + "UNTAGGED"),
+                    {"type": "text", "text": "answer"},
+                ],
+            },
+            {"role": "user", "content": "more"},
+        ]
+    }
+    items = translate(body, ResponsesOptions(origin=mine))["input"]
+    sent = [i["encrypted_content"] for i in items if i["type"] == "reasoning"]
+    # Another credential's cannot be verified here; one from before origins were recorded
+    # might be, and the provider retries without it if not.
+    assert sent == ["MINE", "UNTAGGED"]
+    everything = translate(body)["input"]  # no origin known: all of ours
+    assert [i["encrypted_content"] for i in everything if i["type"] == "reasoning"] == [
+        "THEIRS",
+        "MINE",
+        "UNTAGGED",
+    ]
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        reasoning_signature("gAAAA-enc", "0123456789abcdef"),
+        reasoning_signature("gAAAA-enc"),
+    ],
+)
+def test_a_reasoning_signature_reads_back_what_it_carries(signature):
+    read = read_signature(signature)
+    assert read is not None
+    origin, encrypted = read
+    assert reasoning_signature(encrypted, origin) == signature
+
+
+def test_it_names_the_answering_credential_in_each_reasoning_signature():
+    translator = StreamTranslator(
+        model="claude-x",
+        names=tool_names({"messages": []}),
+        ids=call_ids({"messages": []}),
+        now=NOW,
+        origin="0123456789abcdef",
+    )
+    events = []
+    for event in [created(), *reasoning_events("rs", [["hm"]], "gAAAA-enc"), completed()]:
+        events += translator.feed(event)
+    signature = assemble(events)["content"][0]["signature"]
+    assert signature == RESPONSES_SIGNATURE_TAG + "0123456789abcdef:gAAAA-enc"
+    assert read_signature(signature) == ("0123456789abcdef", "gAAAA-enc")
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,9 @@ request, response, stream, errors); this package re-exports what the provider la
 - ``parse_error(status, body, now=...)`` for any upstream error body or in-stream error.
 
 The encrypted reasoning the backend returns (``include: ["reasoning.encrypted_content"]``)
-travels in the thinking block's signature after ``RESPONSES_SIGNATURE_TAG``; the client sends
-it back with the history and ``build_request`` turns it into a ``reasoning`` item again.
+travels in the thinking block's signature after ``RESPONSES_SIGNATURE_TAG`` and the origin of
+the credential that issued it (names.reasoning_signature); the client sends it back with the
+history and ``build_request`` turns it into a ``reasoning`` item again, for that credential only.
 """
 
 from __future__ import annotations

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from claude_api.translate.common import (
-    RESPONSES_SIGNATURE_TAG,
     content_blocks,
     iter_messages,
     system_message_text,
@@ -32,13 +31,12 @@ from claude_api.translate.common import (
     text_of,
 )
 from claude_api.translate.openai_chat.request import _parameters, _reasoning_effort
-from claude_api.translate.openai_responses.names import CallIds, ToolNames
+from claude_api.translate.openai_responses.names import CallIds, ToolNames, read_signature
 
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
 MISSING_TOOL_RESULT = "Error: no result was provided for this tool call."
 # The Responses API refuses max_output_tokens below 16.
 MIN_OUTPUT_TOKENS = 16
-_TAG_LEN = len(RESPONSES_SIGNATURE_TAG)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,17 +51,25 @@ class ResponsesOptions:
     # A stable key for the conversation (a hash of the client's session): the backend routes
     # requests with the same key to the same prompt cache.
     prompt_cache_key: str = ""
+    # The credential the request goes to (names.reasoning_signature): reasoning another
+    # credential issued is left out, since this backend cannot verify it.
+    origin: str = ""
 
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def encrypted_reasoning(signature: Any) -> str | None:
-    """The encrypted reasoning inside a thinking block's signature, if we produced it."""
-    if isinstance(signature, str) and signature.startswith(RESPONSES_SIGNATURE_TAG):
-        return signature[_TAG_LEN:] or None
-    return None
+def encrypted_reasoning(signature: Any, origin: str = "") -> str | None:
+    """The encrypted reasoning inside a thinking block's signature, if we produced it and (when
+    ``origin`` is given and the signature names one) the same credential issued it."""
+    read = read_signature(signature)
+    if read is None:
+        return None
+    issued_by, encrypted = read
+    if origin and issued_by and issued_by != origin:
+        return None
+    return encrypted
 
 
 def _media_part(block: dict[str, Any]) -> dict[str, Any] | None:
@@ -141,8 +147,9 @@ def _tool_output(block: dict[str, Any]) -> str | list[dict[str, Any]]:
 class _Input:
     """Builds the ``input`` list, keeping every function_call answered exactly once."""
 
-    def __init__(self, names: ToolNames, ids: CallIds) -> None:
+    def __init__(self, names: ToolNames, ids: CallIds, origin: str = "") -> None:
         self.items: list[dict[str, Any]] = []
+        self._origin = origin
         self._names = names
         self._ids = ids
         self._parts: list[dict[str, Any]] = []
@@ -224,9 +231,11 @@ class _Input:
                 if isinstance(text, str) and text:
                     self._part("assistant", {"type": "output_text", "text": text})
             elif kind == "thinking":
-                encrypted = encrypted_reasoning(block.get("signature"))
+                encrypted = encrypted_reasoning(block.get("signature"), self._origin)
                 if encrypted is None:
-                    continue  # another family's reasoning: this backend cannot verify it
+                    # Another family's reasoning, or another credential's: this backend cannot
+                    # verify it (and refuses the whole request when it is sent).
+                    continue
                 self._flush()
                 self._role = ""
                 self.items.append(
@@ -266,8 +275,10 @@ def _system_text(body: dict[str, Any]) -> str:
     return "\n\n".join(system_texts(body))
 
 
-def _input(body: dict[str, Any], names: ToolNames, ids: CallIds, *, codex: bool) -> list[Any]:
-    builder = _Input(names, ids)
+def _input(
+    body: dict[str, Any], names: ToolNames, ids: CallIds, *, codex: bool, origin: str
+) -> list[Any]:
+    builder = _Input(names, ids, origin)
     system = _system_text(body)
     if system and codex:
         builder.developer(system)
@@ -355,7 +366,7 @@ def build_request(
     request["instructions"] = "" if codex else system
     if not codex and not system:
         del request["instructions"]
-    request["input"] = _input(body, names, ids, codex=codex)
+    request["input"] = _input(body, names, ids, codex=codex, origin=options.origin)
     tools = _tools(body, names)
     if tools:
         # tool_choice / parallel_tool_calls without tools are refused.

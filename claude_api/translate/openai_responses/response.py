@@ -113,6 +113,7 @@ def translate_response(
     ids: CallIds,
     now: float,
     stop_sequences: tuple[str, ...] = (),
+    origin: str = "",
 ) -> dict[str, Any]:
     """A whole Responses object (``status`` completed or incomplete) as an Anthropic message,
     through the same mapping as the stream: each output item as if it had just finished."""
@@ -123,7 +124,7 @@ def translate_response(
     if response.get("status") == "failed" or isinstance(response.get("error"), dict):
         raise TranslatedStreamError(parse_error(200, {"response": response}, now=now))
     translator = StreamTranslator(
-        model=model, names=names, ids=ids, now=now, stop_sequences=stop_sequences
+        model=model, names=names, ids=ids, now=now, stop_sequences=stop_sequences, origin=origin
     )
     events: list[Event] = []
     for position, item in enumerate(response.get("output") or ()):

@@ -40,7 +40,7 @@ from claude_api.translate.common import (
 )
 from claude_api.translate.openai_chat.stream import _is_json, _json_completion
 from claude_api.translate.openai_responses.errors import parse_error
-from claude_api.translate.openai_responses.names import CallIds, ToolNames
+from claude_api.translate.openai_responses.names import CallIds, ToolNames, reasoning_signature
 from claude_api.translate.openai_responses.response import (
     message_usage,
     output_estimate,
@@ -99,8 +99,10 @@ class StreamTranslator:
         now: float,
         input_tokens_estimate: int = 0,
         stop_sequences: tuple[str, ...] = (),
+        origin: str = "",
     ) -> None:
         self._model = model
+        self._origin = origin  # the credential answering, named in each reasoning signature
         self._names = names
         self._ids = ids
         self._now = now
@@ -259,7 +261,7 @@ class StreamTranslator:
             self._open_thinking(item, events)
         # The encrypted reasoning rides in the signature, tagged as ours: sent back with the
         # history, it lets the next turn continue this reasoning on any worker.
-        signature = RESPONSES_SIGNATURE_TAG + encrypted
+        signature = reasoning_signature(encrypted, self._origin)
         events.append(_block_delta(item.index, {"type": "signature_delta", "signature": signature}))
         self._stop_block(events)
 
