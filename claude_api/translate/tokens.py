@@ -23,6 +23,8 @@ import json
 from functools import lru_cache
 from typing import Any
 
+import orjson
+
 from claude_api.translate.openai_chat.names import tool_names
 from claude_api.translate.openai_chat.request import OpenAIOptions, build_request
 
@@ -173,8 +175,17 @@ def chat_segments(request: dict[str, Any]) -> tuple[list[str], int]:
     if tools:
         # Servers render tool definitions in their own way; compact JSON is a fair middle.
         fixed += TOOLS_OVERHEAD
-        texts.append(json.dumps(tools, ensure_ascii=False, separators=(",", ":")))
+        texts.append(_compact_json(tools))
     return texts, fixed
+
+
+def _compact_json(value: Any) -> str:
+    # orjson writes the same compact, unescaped JSON about ten times faster than json.dumps: a
+    # Claude Code request's tools are 60 KB, which json.dumps took 0.4 ms to write.
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # what orjson refuses (an integer beyond 64 bits, say)
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def estimate_chat_tokens(request: dict[str, Any]) -> int:
