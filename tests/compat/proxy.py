@@ -168,7 +168,12 @@ class Relay:
             finally:
                 dst.close()
 
-        await asyncio.gather(pipe(reader, up_writer, sent), pipe(up_reader, writer, received))
+        try:
+            await asyncio.gather(pipe(reader, up_writer, sent), pipe(up_reader, writer, received))
+        except asyncio.CancelledError:
+            # The recorder stopping with a connection open: ending quietly keeps asyncio's
+            # stream callback from printing the cancelled task's traceback into the run.
+            return
 
     def client_to_proxy(self) -> bytes:
         return b"\n".join(bytes(s) for s, _ in self.connections)
