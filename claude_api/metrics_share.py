@@ -39,6 +39,8 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
+# The snapshots' format. During a rolling restart old and new workers read each other's files:
+# a new format needs a reader that still reads the previous one, or totals drop for that while.
 SCHEMA = 1
 RETIRED = "retired.json"
 LOCK = ".lock"
