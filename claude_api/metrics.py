@@ -39,7 +39,7 @@ from accounts.pool import pool
 from accounts.usage import RequestOutcome
 from claude_api import limits
 from claude_api import metrics_share as share
-from claude_api.metrics_share import Buckets, Family, Totals, exact
+from claude_api.metrics_share import Buckets, Family, Totals
 
 logger = logging.getLogger(__name__)
 
@@ -187,13 +187,13 @@ BOUNDS = (*(float(bound) for bound in DURATION_BUCKETS), math.inf)
 
 def _buckets(histogram: Histogram) -> Buckets:
     return Buckets(
-        dict(zip(BOUNDS, histogram.counts, strict=True)), exact(histogram.total), histogram.count
+        dict(zip(BOUNDS, histogram.counts, strict=True)), histogram.total, histogram.count
     )
 
 
 def live_totals() -> Totals:
-    """This worker's counters now, as totals that add up with other workers' (a copy: taken on
-    the event loop, it may be written out on another thread)."""
+    """This worker's counters now, as totals that add up with other workers'. A copy, taken on
+    the event loop (where the counters change); converting and writing it happen elsewhere."""
     m = metrics
 
     def family(spec: Spec, samples: dict) -> Family:
@@ -202,7 +202,7 @@ def live_totals() -> Totals:
     return {
         REQUESTS.name: family(REQUESTS, dict(m.requests)),
         TOKENS.name: family(TOKENS, dict(m.tokens)),
-        COST.name: family(COST, {key: exact(amount) for key, amount in m.cost.items()}),
+        COST.name: family(COST, dict(m.cost)),
         UNPRICED.name: family(UNPRICED, dict(m.unpriced)),
         ATTEMPTS.name: family(ATTEMPTS, {(p,): n for p, n in m.attempts.items()}),
         CUT_OFF.name: family(CUT_OFF, {(p,): n for p, n in m.cut_off.items()}),
@@ -291,6 +291,7 @@ class Sharing:
     def __init__(self) -> None:
         self._timer: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._published: Totals | None = None  # what this worker's snapshot holds
 
     @property
     def directory(self) -> Path | None:
@@ -314,12 +315,17 @@ class Sharing:
         directory = self.directory
         if directory is None:
             return totals
-        return await self._run(share.exchange, directory, self.worker, totals)
+        server = await self._run(share.exchange, directory, self.worker, totals)
+        self._published = totals
+        return server
 
     async def publish(self) -> None:
         directory = self.directory
-        if directory is not None:
-            await self._run(share.publish, directory, self.worker, live_totals())
+        totals = live_totals()
+        if directory is None or totals == self._published:
+            return  # an idle worker writes nothing
+        await self._run(share.publish, directory, self.worker, totals)
+        self._published = totals
 
     def start(self) -> None:
         """Publish every ``STATS_FLUSH_SECONDS`` (the server calls this once its loop runs)."""

@@ -47,7 +47,8 @@ LOCK = ".lock"
 WORKER_PREFIX = "worker-"
 RUN_PREFIX = "run-"
 
-Number = int | Fraction
+# A worker's own totals hold its float counters as floats; added up, they become fractions.
+Number = int | float | Fraction
 
 
 @dataclass
@@ -63,7 +64,7 @@ class Buckets:
         # Bucket by bucket, by bound: workers of different code may have different bounds.
         for bound, count in other.counts.items():
             self.counts[bound] = self.counts.get(bound, 0) + count
-        self.total += other.total
+        self.total = exact(self.total) + exact(other.total)
         self.count += other.count
 
 
@@ -79,13 +80,16 @@ class Family:
 Totals = dict[str, Family]
 
 
-def exact(value: int | float | Fraction) -> Number:
+def exact(value: Number) -> int | Fraction:
     """A sample value that adds up without rounding."""
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int | Fraction):
+    kind = type(value)  # not isinstance: Fraction's abstract base makes that slow
+    if kind is int or kind is Fraction:
         return value
-    return Fraction(value)
+    if kind is float:
+        return Fraction(value)
+    if isinstance(value, int):
+        return int(value)
+    raise TypeError(f"not a sample value: {value!r}")
 
 
 def _relabel(
@@ -97,10 +101,10 @@ def _relabel(
     return tuple(values.get(name, "") for name in target)
 
 
-def _copy(value: Number | Buckets) -> Number | Buckets:
+def _copy(value: Number | Buckets) -> int | Fraction | Buckets:
     if isinstance(value, Buckets):
-        return Buckets(dict(value.counts), value.total, value.count)
-    return value
+        return Buckets(dict(value.counts), exact(value.total), value.count)
+    return exact(value)
 
 
 def add_into(target: Totals, part: Totals) -> None:
@@ -125,11 +129,12 @@ def add_into(target: Totals, part: Totals) -> None:
                 if isinstance(value, Buckets):
                     present.add(value)
             elif not isinstance(value, Buckets):
-                into.samples[key] = present + value
+                into.samples[key] = present + exact(value)
 
 
 def merge(parts: Iterable[Totals]) -> Totals:
-    """The sum of ``parts``; the first part a family appears in decides its label names."""
+    """The sum of ``parts``, exact (float counters become fractions); the first part a family
+    appears in decides its label names."""
     result: Totals = {}
     for part in parts:
         add_into(result, part)
@@ -146,9 +151,10 @@ def retire(retired: Totals | None, finished: Totals) -> Totals:
 # JSON ----------------------------------------------------------------------------------------
 
 
-def _encode_number(value: Number) -> int | str:
-    # Fractions as "p/q" strings: exact, and told apart from counts by their type.
-    return str(value) if isinstance(value, Fraction) else value
+def _encode_number(value: Number) -> int | float | str:
+    # Floats as JSON numbers (Python writes and reads them back exactly); fractions, finer than
+    # any float, as "p/q" strings.
+    return str(value) if type(value) is Fraction else value
 
 
 def _decode_number(value: object) -> Number:

@@ -223,6 +223,21 @@ async def test_the_timer_publishes_this_workers_counts_and_the_last_publish_stop
     assert sum(seen["claude_proxy_requests_total"].samples.values()) == 2
 
 
+async def test_an_idle_worker_does_not_write_its_snapshot_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROXY_METRICS_DIR", str(tmp_path))
+    monkeypatch.setenv("PROXY_WORKER", "0")
+    sharing = metrics.Sharing()
+    metrics.observe(outcome())
+    await sharing.publish()
+    snapshot = tmp_path / "worker-0.json"
+    snapshot.unlink()  # to see whether it comes back
+    await sharing.publish()
+    assert not snapshot.exists()
+    metrics.observe(outcome())
+    await sharing.publish()
+    assert snapshot.exists()
+
+
 async def test_a_single_worker_writes_nothing_and_reports_its_own_counts(tmp_path, monkeypatch):
     monkeypatch.delenv("PROXY_METRICS_DIR", raising=False)
     monkeypatch.chdir(tmp_path)

@@ -28,7 +28,7 @@ def histogram(*values: float, bounds=BOUNDS) -> Buckets:
     counts = dict.fromkeys(bounds, 0)
     for value in values:
         counts[next(bound for bound in bounds if value <= bound)] += 1
-    return Buckets(counts, share.exact(sum(values, 0.0)), len(values))
+    return Buckets(counts, sum(values, 0.0), len(values))
 
 
 def worker(
@@ -39,11 +39,7 @@ def worker(
 ) -> share.Totals:
     return {
         REQUESTS: Family("counter", ("status", "client_key"), dict(requests or {})),
-        COST: Family(
-            "counter",
-            ("client_key",),
-            {key: share.exact(value) for key, value in (cost or {}).items()},
-        ),
+        COST: Family("counter", ("client_key",), dict(cost or {})),  # floats, as a worker has them
         LATENCY: Family("histogram", ("provider",), dict(latency or {})),
         PENDING: Family("gauge", (), {(): pending}),
     }
