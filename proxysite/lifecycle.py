@@ -3,16 +3,16 @@ and the last flush before it exits.
 
 Daphne (Twisted) serves no ASGI lifespan events, so this hooks its reactor instead:
 
-- once the reactor runs: start the pool's timers (the counters' flush, the change check), take
-  over SIGTERM / SIGINT, and tell a supervisor that this worker is ready (``PROXY_READY_FD``,
-  see proxysite.workers);
+- once the reactor runs: start the pool's timers (the counters' flush, the change check) and,
+  under a supervisor, the metrics' publishing (claude_api.metrics), take over SIGTERM / SIGINT,
+  and tell the supervisor that this worker is ready (``PROXY_READY_FD``, see proxysite.workers);
 - on SIGTERM or SIGINT: stop accepting connections (other workers sharing the socket keep
   accepting), let open requests and streams finish for up to ``SHUTDOWN_GRACE_SECONDS``, ask
   keep-alive clients to close their connections, then stop the reactor. A second signal stops
   at once;
 - before the reactor stops: daphne cancels what is still open; we wait for those requests'
-  ``finally`` blocks (routing traces, outcome counters), then flush the pool's bookkeeping, so a
-  clean shutdown loses no counter.
+  ``finally`` blocks (routing traces, outcome counters), then flush the pool's bookkeeping and
+  publish the final metrics, so a clean shutdown loses no counter.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import time
 from django.conf import settings
 
 from accounts.pool import pool
-from claude_api import http
+from claude_api import http, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +121,7 @@ class ServingProcess:
         sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         pool.start_flush_timer()
         pool.start_refresh_timer()
+        metrics.sharing.start()
         if "twisted.internet.reactor" not in sys.modules:
             return
         from twisted.internet import defer, reactor
@@ -203,6 +204,10 @@ class ServingProcess:
             await pool.shutdown()
         except Exception:
             logger.exception("could not flush the bookkeeping at shutdown")
+        try:
+            await metrics.sharing.last_publish()  # the final counts, for the other workers
+        except Exception:
+            logger.exception("could not publish the metrics at shutdown")
         await _end_leftover_tasks()
         with contextlib.suppress(Exception):
             await http.close_all()  # upstream connections, closed rather than dropped

@@ -1,5 +1,5 @@
 """The few endpoints outside the Claude API: the root (Claude Code sends HEAD / at start-up),
-a liveness and a readiness check for load balancers (no auth), and the worker's Prometheus
+a liveness and a readiness check for load balancers (no auth), and the server's Prometheus
 metrics.
 
 ``/healthz`` answers while the process runs. ``/readyz`` answers 503 while this worker should
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -20,6 +21,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from accounts import versions
 from claude_api import metrics
 from proxysite.lifecycle import serving
+
+logger = logging.getLogger(__name__)
 
 READY_CHECK_SECONDS = 2.0
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
@@ -87,7 +90,14 @@ async def metrics_view(request: HttpRequest) -> HttpResponse:
             "permission_error",
             "Metrics are served to loopback only unless METRICS_TOKEN is set.",
         )
-    return HttpResponse(metrics.render(), content_type="text/plain; version=0.0.4; charset=utf-8")
+    try:
+        text = await metrics.exposition()
+    except OSError:
+        # Without the other workers' counts the totals would drop: fail the scrape instead
+        # (Prometheus records it as down) rather than report a counter going down.
+        logger.exception("could not add up the workers' metrics")
+        return _error(503, "api_error", "The other workers' metrics could not be read.")
+    return HttpResponse(text, content_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 def _error(status: int, error_type: str, message: str) -> JsonResponse:

@@ -14,6 +14,10 @@ worker would own a queue, and a closing worker would drop what waits in its own)
   the old one is told to drain, so the port always has ready workers behind it (new code and
   settings take effect without a dropped request).
 - A worker that dies is started again (after a pause if it keeps dying).
+- ``/metrics`` on any worker reports the whole server: the supervisor gives its workers a
+  directory for their metric snapshots (``DATA_DIR/metrics/run-<pid>``, ``PROXY_METRICS_DIR``)
+  and folds each exited worker's last snapshot into the retired workers' totals, so counters
+  never go down across restarts (claude_api.metrics_share).
 
 Every worker shares the database; with more than one machine, or for change notices without
 database polling, set ``REDIS_URL`` too (README, "Scaling out").
@@ -25,12 +29,15 @@ import argparse
 import contextlib
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from claude_api import metrics_share
 
 ROOT = Path(__file__).resolve().parent.parent
 APPLICATION = "proxysite.asgi:application"
@@ -52,9 +59,20 @@ def listening_socket(host: str, port: int, backlog: int = 2048) -> socket.socket
 class Worker:
     """One daphne process serving the shared socket."""
 
-    def __init__(self, sock: socket.socket, number: int, daphne_args: list[str]) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        number: int,
+        daphne_args: list[str],
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         ready_read, ready_write = os.pipe()
-        env = {**os.environ, "PROXY_READY_FD": str(ready_write), "PROXY_WORKER": str(number)}
+        env = {
+            **os.environ,
+            **(extra_env or {}),
+            "PROXY_READY_FD": str(ready_write),
+            "PROXY_WORKER": str(number),
+        }
         self.number = number
         self.process = subprocess.Popen(
             [
@@ -98,19 +116,45 @@ class Worker:
 
 
 class Supervisor:
-    def __init__(self, sock: socket.socket, count: int, daphne_args: list[str]) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        count: int,
+        daphne_args: list[str],
+        metrics_dir: Path | None = None,
+    ) -> None:
         self.sock = sock
         self.count = count
         self.daphne_args = daphne_args
+        self.metrics_dir = metrics_dir
         self.workers: list[Worker] = []
+        # Told to stop but perhaps not exited yet: retired once they have.
+        self.leaving: list[Worker] = []
         self.next_number = 0
         self.stopping = False
         self.reload_requested = False
 
     def spawn(self) -> Worker:
-        worker = Worker(self.sock, self.next_number, self.daphne_args)
+        extra_env = {"PROXY_METRICS_DIR": str(self.metrics_dir)} if self.metrics_dir else {}
+        worker = Worker(self.sock, self.next_number, self.daphne_args, extra_env)
         self.next_number += 1
         return worker
+
+    def retire(self, worker: Worker) -> None:
+        """Once ``worker`` has exited: its last metric counts join the retired workers'."""
+        if self.metrics_dir is None:
+            return
+        try:
+            metrics_share.retire_worker(self.metrics_dir, str(worker.number))
+        except OSError as exc:
+            # Its snapshot stays where it is and still counts; only the folding is missed.
+            print(f"could not fold worker {worker.number}'s metrics: {exc}", file=sys.stderr)
+
+    def reap_leaving(self) -> None:
+        for worker in list(self.leaving):
+            if not worker.alive():
+                self.leaving.remove(worker)
+                self.retire(worker)
 
     def start(self) -> None:
         self.workers = [self.spawn() for _ in range(self.count)]
@@ -131,10 +175,12 @@ class Supervisor:
             if not new.wait_ready():
                 print(f"a new worker did not start: keeping pid {old.pid}", file=sys.stderr)
                 new.drain()
+                self.leaving.append(new)
                 continue
             self.workers[self.workers.index(old)] = new
             old.drain()
             old.process.wait()
+            self.retire(old)
         print(f"restarted {self.count} workers", flush=True)
 
     def replace_dead(self) -> None:
@@ -147,6 +193,7 @@ class Supervisor:
                 file=sys.stderr,
                 flush=True,
             )
+            self.retire(worker)
             if time.monotonic() - worker.started_at < 10:
                 time.sleep(RESTART_PAUSE_SECONDS)  # dying at start-up: do not spin
             replacement = self.spawn()
@@ -157,7 +204,12 @@ class Supervisor:
         for worker in self.workers:
             worker.drain()
         codes = [worker.process.wait() for worker in self.workers]
+        for worker in self.leaving:
+            worker.process.wait()
         self.sock.close()
+        if self.metrics_dir is not None:
+            # The counters of this run end with it; the next run's start from zero.
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
         return 0 if all(code == 0 for code in codes) else 1
 
     def run(self) -> int:
@@ -176,6 +228,7 @@ class Supervisor:
                 self.reload_requested = False
                 self.rolling_restart()
             self.replace_dead()
+            self.reap_leaving()
             time.sleep(0.2)
         return self.stop()
 
@@ -191,7 +244,13 @@ def main(argv: list[str] | None = None) -> int:
     if ":" in args.host:
         parser.error("--host must be an IPv4 address (put an IPv6 listener in front, e.g. nginx)")
     sock = listening_socket(args.host, args.port)
-    return Supervisor(sock, args.workers, daphne_args).run()
+    metrics_dir = metrics_share.run_directory(data_dir(), os.getpid())
+    return Supervisor(sock, args.workers, daphne_args, metrics_dir).run()
+
+
+def data_dir() -> Path:
+    """The workers' DATA_DIR (proxysite.settings), as they resolve it (they run in ROOT)."""
+    return (ROOT / os.environ.get("DATA_DIR", str(ROOT / "data"))).resolve()
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ served to a bearer token, or to loopback only when no token is set."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from decimal import Decimal
@@ -13,7 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from accounts.models import UsageRecord
 from accounts.pool import pool
-from claude_api import limits, metrics
+from accounts.usage import RequestOutcome, Tokens
+from claude_api import limits, metrics, metrics_share
 from proxysite import views
 from tests.conftest import Api, make_client_key, make_credential, read_stream, set_proxy_settings
 from tests.fakes.upstream import Respond, anthropic_events, anthropic_message
@@ -138,3 +140,120 @@ async def test_it_serves_loopback_only_without_a_token(settings):
     assert remote.status_code == 403
     assert json.loads(remote.content)["error"]["type"] == "permission_error"
     await scrape()  # the test client is 127.0.0.1
+
+
+def outcome(status: int = 200, key: str = "alice", cost: str | None = "0.1") -> RequestOutcome:
+    return RequestOutcome(
+        started_at=0.0,
+        request_id="req",
+        endpoint="messages",
+        client_key_id=1,
+        client_key_name=key,
+        model=MODEL,
+        stream=False,
+        status=status,
+        provider="anthropic",
+        tokens=Tokens(input=10, output=2),
+        cost=None if cost is None else Decimal(cost),
+        latency_ms=300,
+        ttfb_ms=40,
+        attempts=1,
+    )
+
+
+def other_worker(requests: int) -> metrics_share.Totals:
+    """What another worker of the same supervisor would have published."""
+    own, other = metrics.metrics, metrics.Metrics()
+    for _ in range(requests):
+        other.observe(outcome())
+    metrics.metrics = other  # what live_totals reads
+    try:
+        return metrics.live_totals()
+    finally:
+        metrics.metrics = own
+
+
+async def test_under_a_supervisor_a_scrape_reports_every_worker_of_the_server(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("PROXY_METRICS_DIR", str(tmp_path))
+    monkeypatch.setenv("PROXY_WORKER", "5")
+    metrics_share.publish(tmp_path, "3", other_worker(4))
+    metrics_share.publish(tmp_path, "4", other_worker(2))
+    metrics_share.retire_worker(tmp_path, "4")  # exited: its counts stay
+    for _ in range(3):
+        metrics.observe(outcome())
+    metrics.observe(outcome(status=500, cost=None))
+
+    samples = await scrape()
+    assert total(samples, "claude_proxy_requests_total", status="200") == 4 + 2 + 3
+    assert total(samples, "claude_proxy_requests_total", status="500") == 1
+    assert total(samples, "claude_proxy_tokens_total", kind="input") == 10 * 10
+    assert total(samples, "claude_proxy_cost_usd_total") == pytest.approx(0.1 * 9)
+    assert total(samples, "claude_proxy_unpriced_requests_total") == 1
+    assert total(samples, "claude_proxy_request_duration_seconds_count") == 10
+    assert total(samples, "claude_proxy_request_duration_seconds_bucket", le="0.25") == 0
+    assert total(samples, "claude_proxy_request_duration_seconds_bucket", le="0.5") == 10
+    # This worker's counts were published on the way: the next scrape may land elsewhere.
+    assert (tmp_path / "worker-5.json").exists()
+    mine = metrics_share.exchange(tmp_path, "3", other_worker(4))
+    assert sum(mine["claude_proxy_requests_total"].samples.values()) == 10
+
+
+async def test_the_timer_publishes_this_workers_counts_and_the_last_publish_stops_it(
+    tmp_path, monkeypatch, settings
+):
+    settings.STATS_FLUSH_SECONDS = 0.05
+    monkeypatch.setenv("PROXY_METRICS_DIR", str(tmp_path))
+    monkeypatch.setenv("PROXY_WORKER", "0")
+    sharing = metrics.Sharing()
+    sharing.start()
+    metrics.observe(outcome())
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        if (tmp_path / "worker-0.json").exists():
+            break
+    seen = metrics_share.exchange(tmp_path, "1", {})
+    assert sum(seen["claude_proxy_requests_total"].samples.values()) == 1
+    metrics.observe(outcome())
+    await sharing.last_publish()
+    assert sharing._timer is None
+    metrics_share.retire_worker(tmp_path, "0")
+    seen = metrics_share.exchange(tmp_path, "1", {})
+    assert sum(seen["claude_proxy_requests_total"].samples.values()) == 2
+
+
+async def test_an_idle_worker_does_not_write_its_snapshot_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROXY_METRICS_DIR", str(tmp_path))
+    monkeypatch.setenv("PROXY_WORKER", "0")
+    sharing = metrics.Sharing()
+    metrics.observe(outcome())
+    await sharing.publish()
+    snapshot = tmp_path / "worker-0.json"
+    snapshot.unlink()  # to see whether it comes back
+    await sharing.publish()
+    assert not snapshot.exists()
+    metrics.observe(outcome())
+    await sharing.publish()
+    assert snapshot.exists()
+
+
+async def test_a_single_worker_writes_nothing_and_reports_its_own_counts(tmp_path, monkeypatch):
+    monkeypatch.delenv("PROXY_METRICS_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    metrics.observe(outcome())
+    metrics.sharing.start()  # no supervisor: no timer
+    assert metrics.sharing._timer is None
+    response = await AsyncClient().get("/metrics")
+    assert response.content.decode() == metrics.render(metrics.live_totals())
+    assert "claude_proxy_requests_total{" in response.content.decode()
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_scrape_that_cannot_read_the_other_workers_fails_rather_than_undercount(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("PROXY_METRICS_DIR", str(tmp_path / "gone"))
+    response = await AsyncClient().get("/metrics")
+    assert response.status_code == 503
+    assert response.json()["error"]["type"] == "api_error"
