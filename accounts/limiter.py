@@ -195,7 +195,9 @@ async def _admit_redis(admission: Admission, now: float, releasing: list[Ended])
         # A Redis that has not seen the script yet (restarted, flushed): send it whole once.
         [result] = await _redis(_admit_command(admission, now, sha=False))
     if isinstance(result, Exception):
-        raise result
+        # A Redis that refuses to run it (out of memory, a read-only replica, still loading)
+        # cannot count either.
+        raise StoreUnreachable(f"Redis refused the admission: {result}")
     return result.decode() if isinstance(result, bytes) else str(result or "")
 
 

@@ -202,17 +202,17 @@ class RedisWire:
                 await task
 
 
-_per_loop: dict[int, RedisWire | None] = {}
+_per_loop: dict[tuple[int, str], RedisWire | None] = {}
 
 
 def for_loop(url: str) -> RedisWire | None:
     """This event loop's connection for ``url`` (a connection belongs to the loop that opened
     it), or None when the URL needs redis-py."""
-    loop_id = id(asyncio.get_running_loop())
-    if loop_id not in _per_loop:
+    key = (id(asyncio.get_running_loop()), url)
+    if key not in _per_loop:
         _per_loop.clear()
-        _per_loop[loop_id] = RedisWire.for_url(url)
-    return _per_loop[loop_id]
+        _per_loop[key] = RedisWire.for_url(url)
+    return _per_loop[key]
 
 
 async def close_for_loop() -> None:
