@@ -101,3 +101,19 @@ def test_it_reads_what_a_redis_url_may_say():
 
 def test_it_encodes_commands_as_resp_arrays():
     assert encode(("SET", b"k", 12)) == b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\n12\r\n"
+
+
+async def test_the_commands_of_one_turn_of_the_event_loop_go_out_in_one_write(wire):
+    # Under load, many requests' admissions share one system call and one wake-up of Redis.
+    await wire.execute(("PING",))  # connected
+    writes: list[bytes] = []
+    write = wire._writer.write
+
+    def counting(data: bytes) -> None:
+        writes.append(data)
+        write(data)
+
+    wire._writer.write = counting
+    replies = await asyncio.gather(*(wire.execute(("INCR", "turn")) for _ in range(10)))
+    assert sorted(reply for [reply] in replies) == list(range(1, 11))
+    assert len(writes) == 1
