@@ -25,8 +25,11 @@ BODY = {
 DELAY = 0.3
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def workers(daphne_env):
+    # One pair per test, stopped before the test's tables are emptied: a pair kept for the
+    # module wrote its last test's usage records at its final flush, after that test's
+    # teardown, into whatever test ran next.
     from tests.services import redis_reachable
 
     if not redis_reachable(REDIS_TEST_URL):
