@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 
 MICRO = 1_000_000
 DAY, WEEK, MONTH = "day", "week", "month"
@@ -82,8 +83,13 @@ class Windows:
 
 
 def windows(now: float, period: str) -> Windows:
-    minute = int(now // 60 * 60)
-    moment = datetime.fromtimestamp(now, tz=UTC)
+    return _windows(int(now // 60 * 60), period)
+
+
+@lru_cache(maxsize=16)
+def _windows(minute: int, period: str) -> Windows:
+    # Every request of a minute falls in the same windows: worked out once a minute.
+    moment = datetime.fromtimestamp(minute, tz=UTC)
     day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
     if period == DAY:
         start, end = day, day + timedelta(days=1)

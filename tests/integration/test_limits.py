@@ -232,3 +232,22 @@ async def test_limits_are_not_checked_while_redis_is_unreachable(upstream, setti
     from claude_api.metrics import render
 
     assert f'claude_proxy_limit_unchecked_total{{client_key="limited"}} {before + 2}' in render()
+
+
+async def test_a_request_that_ends_before_any_upstream_call_gives_back_its_slot(backend, upstream):
+    from accounts import quota
+
+    credential = make_credential(base_url=upstream.url, request_retry=0)
+    api = client(max_concurrent=1)
+    upstream.script(
+        "/v1/messages",
+        Respond.error(429, "rate_limit_error", "slow down", headers={"retry-after": "60"}),
+    )
+    assert (await post(api)).status_code == 429  # and the credential cools down
+    await pool.settle()
+    cooling = await post(api)  # nothing to try: no upstream call awaits its admission
+    assert cooling.status_code in (429, 503) and "cooling" in error_of(cooling)["message"]
+    assert len(upstream.requests) == 1
+    await pool.settle()
+    quota.reset([credential.pk])
+    assert (await post(api)).status_code == 200  # the slot was given back
