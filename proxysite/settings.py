@@ -65,7 +65,8 @@ METRICS_TOKEN = envsecret("METRICS_TOKEN")
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    # Django's admin with the overview as its front page (dashboard.site).
+    "dashboard.apps.ProxyAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -73,6 +74,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "accounts",
     "claude_api",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
