@@ -16,3 +16,6 @@ class DashboardConfig(AppConfig):
     default = True
     name = "dashboard"
     verbose_name = "Overview"
+
+    def ready(self) -> None:
+        from dashboard import live  # noqa: F401  (listens for pool changes: dashboard.live)

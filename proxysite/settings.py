@@ -92,6 +92,18 @@ MIDDLEWARE = [
 ROOT_URLCONF = "proxysite.urls"
 ASGI_APPLICATION = "proxysite.asgi.application"
 
+# The admin overview's live view (dashboard.live): with Redis every worker's cooldowns and
+# in-flight counts reach every open page; without it a page sees the worker it is connected to.
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "claude-proxy:channels"},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
