@@ -19,11 +19,11 @@ def num(value) -> str:
 
 @register.filter
 def usd(value) -> str:
-    """A cost string from the ledger → $1,234.5678; None (unknown) → unknown."""
+    """A cost string from the ledger → $0.000315, $12.3456, $1,234.57; None → unknown."""
     if value is None:
         return "unknown"
     amount = Decimal(value)
-    places = 4 if abs(amount) < 100 else 2
+    places = 6 if abs(amount) < Decimal("0.01") else 4 if abs(amount) < 100 else 2
     return f"${amount:,.{places}f}"
 
 
