@@ -14,7 +14,10 @@ REDIS_URL, so across workers and machines; in memory otherwise, so within one wo
   members). However many pages it serves and however many workers announce changes, it reads
   the pool's state from the database once per change, at most once a second, and sends that
   to each of its pages; it also re-reads every ``RESYNC_SECONDS`` (a cooldown's end, a change
-  made by a process without a publisher) and checks that each page's login still holds.
+  made by a process without a publisher) and checks that each page's login still holds. With
+  the in-memory layer, other workers' announcements cannot reach it: it then reads the change
+  counters (accounts.versions, one row) every ``VERSION_CHECK_SECONDS`` instead, so another
+  worker's cooldown still shows within seconds (its in-flight count does not: that needs Redis).
 
 A process without a publisher (a management command such as ``reset_quota``) sends its notice
 straight to the group when the layer is Redis; with the in-memory layer nobody else could hear.
@@ -36,7 +39,7 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
-from accounts import notices
+from accounts import notices, versions
 from dashboard import pool_state
 
 logger = logging.getLogger(__name__)
@@ -48,6 +51,7 @@ HEARTBEAT_SECONDS = 5.0
 WORKER_TIMEOUT_SECONDS = 3 * HEARTBEAT_SECONDS
 MIN_RELOAD_SECONDS = 1.0
 RESYNC_SECONDS = 30.0
+VERSION_CHECK_SECONDS = 2.0
 ERROR_LOG_SECONDS = 60.0
 
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
@@ -178,6 +182,8 @@ class Hub:
         self.viewers: set[Viewer] = set()
         self.workers: dict[str, dict[str, Any]] = {}
         self.state: dict[str, Any] | None = None
+        # The change counters as they were just before ``state`` was read.
+        self.versions: tuple[int, int, int] | None = None
         self.loads = 0
         self._loaded_at = 0.0
         self._dirty = False
@@ -231,7 +237,7 @@ class Hub:
             self._lock = asyncio.Lock()
         async with self._lock:
             self._dirty = False
-            self.state = await database_sync_to_async(pool_state.build)()
+            self.versions, self.state = await database_sync_to_async(_read_pool)()
             self._loaded_at = time.monotonic()
             self.loads += 1
             return self.state
@@ -250,8 +256,20 @@ class Hub:
             await asyncio.gather(*(v.send_pool(state) for v in viewers), return_exceptions=True)
 
     async def _resync_periodically(self) -> None:
+        shared = not isinstance(get_channel_layer(), InMemoryChannelLayer)
+        resynced = time.monotonic()
         while self.viewers:
-            await asyncio.sleep(RESYNC_SECONDS)
+            await asyncio.sleep(RESYNC_SECONDS if shared else VERSION_CHECK_SECONDS)
+            if not shared and not self._dirty:
+                try:
+                    current = await database_sync_to_async(versions.read_from_database)()
+                except Exception:  # noqa: BLE001 - the database is away: look again later
+                    current = self.versions
+                if current != self.versions:
+                    self.changed()  # another worker changed the pool since the last read
+            if time.monotonic() - resynced < RESYNC_SECONDS:
+                continue
+            resynced = time.monotonic()
             for viewer in list(self.viewers):
                 try:
                     allowed = await viewer.still_allowed()
@@ -266,6 +284,11 @@ class Hub:
             if task is not None:
                 task.cancel()
         self.__init__()
+
+
+def _read_pool() -> tuple[tuple[int, int, int], dict[str, Any]]:
+    """The counters first: a change committed after them is seen on the next comparison."""
+    return versions.read_from_database(), pool_state.build()
 
 
 publisher = Publisher()

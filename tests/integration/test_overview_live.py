@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
@@ -16,10 +17,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.contrib.sessions.models import Session
 from django.db import connections
+from django.db.models import F
 from django.test import Client
+from django.utils import timezone
 
 from accounts import quota
 from accounts.cooldown import Failure, FailureKind
+from accounts.models import PoolVersion, QuotaState
 from dashboard import live
 from proxysite.asgi import application
 from proxysite.lifecycle import serving
@@ -202,6 +206,37 @@ async def test_many_pages_in_one_worker_share_one_read_of_the_pool_per_change():
     assert live.hub.loads == loads + 1
     for page in pages:
         await page.disconnect()
+
+
+async def test_without_a_shared_layer_a_change_made_by_another_worker_shows_within_seconds(
+    monkeypatch,
+):
+    # Another worker's publisher is out of reach of the in-memory layer; the change counters
+    # in the database are not.
+    monkeypatch.setattr(live, "VERSION_CHECK_SECONDS", 0.2)
+    credential = make_credential("primary", models=["claude-sonnet-4-6"])
+    cookie = session_cookie(user("root", superuser=True))
+    communicator = socket(cookie)
+    assert (await communicator.connect())[0]
+    await receive_until(communicator, lambda m: m["type"] == "pool")
+
+    def another_worker_cools_it_down() -> None:
+        # What persist_failure does in another process: the row and the counter, no notice here.
+        QuotaState.objects.create(
+            credential=credential,
+            model="",
+            status="attention",
+            reason="unauthorized",
+            next_retry_at=timezone.now() + timedelta(hours=1),
+        )
+        PoolVersion.objects.update(quota=F("quota") + 1)
+
+    await database_sync_to_async(another_worker_cools_it_down)()
+    pool = await receive_until(
+        communicator, lambda m: m["type"] == "pool" and m["credentials"][0]["state"] != "ok"
+    )
+    assert pool["credentials"][0]["state"] == "attention"
+    await communicator.disconnect()
 
 
 async def test_a_logout_ends_the_live_view(monkeypatch):
