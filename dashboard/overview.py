@@ -5,7 +5,10 @@ index; what reaches Python is one row per time bucket (and group) or per key / c
 model, never one per request. Latency percentiles: see dashboard.sql (PostgreSQL's
 ``percentile_disc`` in the same query; on SQLite one ranking query per chart or table).
 Latency is taken over answered requests (status below 400): refusals and upstream errors end in
-a few milliseconds and would make a slow proxy look fast.
+a few milliseconds and would make a slow proxy look fast. SQLite sorts whatever it ranks, so
+there the ranking looks at no more than ``SAMPLE_ROWS`` answered requests per query: beyond
+that, at every k-th record (by id, so spread evenly over the period) and says so
+(``latency_sample_step``); PostgreSQL always counts every record.
 
 Everything returned is plain JSON-able data: the page embeds it (``json_script``) for its charts
 and renders its tables from it.
@@ -20,6 +23,7 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models.functions import Mod
 
 from accounts.models import UsageRecord
 from dashboard import sql
@@ -34,6 +38,9 @@ TABLE_ROWS = 20
 ERROR_ROWS = 10
 COST_PLACES = Decimal("0.000001")
 NONE_LABEL = "—"
+# At most this many answered requests are ranked per query where the ranking is ours (SQLite):
+# about 50 ms of sorting there; beyond it, every k-th record.
+SAMPLE_ROWS = 20_000
 BREAKDOWNS = {
     "key": ("client_key_name", "Client key"),
     "credential": ("credential_label", "Credential"),
@@ -63,8 +70,18 @@ def _native() -> bool:
     return sql.has_percentile_aggregate(connection)
 
 
-def _ranked(rows: QuerySet, group: Any) -> dict[Any, dict[float, int]]:
-    return sql.percentiles_by_rank(rows.filter(status__lt=400), group, "latency_ms", FRACTIONS)
+def sample_step(answered: int) -> int:
+    """1 (every record) or the k of "every k-th" that keeps a ranking under ``SAMPLE_ROWS``."""
+    if _native() or answered <= SAMPLE_ROWS:
+        return 1
+    return -(-answered // SAMPLE_ROWS)
+
+
+def _ranked(rows: QuerySet, group: Any, step: int = 1) -> dict[Any, dict[float, int]]:
+    answered = rows.filter(status__lt=400)
+    if step > 1:
+        answered = answered.annotate(_sample=Mod("id", step)).filter(_sample=0)
+    return sql.percentiles_by_rank(answered, group, "latency_ms", FRACTIONS)
 
 
 def _cost(value: Any) -> str | None:
@@ -98,13 +115,15 @@ def period_rows(since: float) -> QuerySet:
 
 
 def totals(rows: QuerySet) -> dict[str, Any]:
-    """The period's totals: requests, errors, tokens by kind, cost, p50 / p95 latency."""
+    """The period's totals: requests, errors, tokens by kind, cost, p50 / p95 latency, and the
+    sampling step the other latency figures should use (1: every record)."""
     row = rows.aggregate(**_sums(), **_percentile_aggregates())
-    ranked = None if _native() else _ranked(rows, None).get(None, {})
-    return {**_figures(row), **_latency(row, ranked)}
+    step = sample_step(row["n_requests"] - row["n_errors"])
+    ranked = None if _native() else _ranked(rows, None, step).get(None, {})
+    return {**_figures(row), **_latency(row, ranked), "latency_sample_step": step}
 
 
-def breakdown(rows: QuerySet, by: str) -> list[dict[str, Any]]:
+def breakdown(rows: QuerySet, by: str, step: int = 1) -> list[dict[str, Any]]:
     """Per client key, credential or model (by name, so a deleted one keeps its history):
     figures and latency, most requests first."""
     column = BREAKDOWNS[by][0]
@@ -114,7 +133,7 @@ def breakdown(rows: QuerySet, by: str) -> list[dict[str, Any]]:
         .order_by("-n_requests", column)
     )
     found = list(grouped)
-    ranked = _ranked(rows, F(column)) if found and not _native() else None
+    ranked = _ranked(rows, F(column), step) if found and not _native() else None
     return [
         {
             "name": row[column] or NONE_LABEL,
@@ -214,7 +233,9 @@ def series(rows: QuerySet, period: Period, starts: list[int], split: str) -> dic
     }
 
 
-def latency_series(rows: QuerySet, period: Period, starts: list[int]) -> dict[str, list]:
+def latency_series(
+    rows: QuerySet, period: Period, starts: list[int], step: int = 1
+) -> dict[str, list]:
     """p50 and p95 latency (ms) of answered requests per bucket; None where none was answered."""
     bucket = sql.EpochBucket("created_at", period.bucket)
     index = {start: i for i, start in enumerate(starts)}
@@ -229,7 +250,7 @@ def latency_series(rows: QuerySet, period: Period, starts: list[int]) -> dict[st
         )
         found = {row["bucket"]: {f: row[_name(f)] for f in FRACTIONS} for row in grouped}
     else:
-        found = _ranked(rows, bucket)
+        found = _ranked(rows, bucket, step)
     for start, values in found.items():
         i = index.get(start)
         if i is None:
@@ -244,6 +265,8 @@ def build(period: Period, split: str, now: float | None = None) -> dict[str, Any
     now = time.time() if now is None else now
     since, starts = period.window(now)
     rows = period_rows(since)
+    overall = totals(rows)
+    step = overall["latency_sample_step"]
     return {
         "period": period.key,
         "period_label": period.label,
@@ -253,11 +276,11 @@ def build(period: Period, split: str, now: float | None = None) -> dict[str, Any
         "now": now,
         "labels": period.labels(starts),
         "starts": starts,
-        "totals": totals(rows),
+        "totals": overall,
         "series": {
             **series(rows, period, starts, split),
-            "latency": latency_series(rows, period, starts),
+            "latency": latency_series(rows, period, starts, step),
         },
-        "breakdown": {by: breakdown(rows, by) for by in BREAKDOWNS},
+        "breakdown": {by: breakdown(rows, by, step) for by in BREAKDOWNS},
         "errors_by_type": errors_by_type(rows),
     }

@@ -108,6 +108,7 @@ def test_totals_count_the_period_only_with_exact_tokens_cost_and_percentiles(led
         # Answered requests only: 100 200 300 400 1000 3000 (nearest rank: 3rd and 6th).
         "p50": 300,
         "p95": 3000,
+        "latency_sample_step": 1,
     }
 
 
@@ -231,6 +232,18 @@ def test_the_query_count_does_not_grow_with_the_ledger(django_assert_max_num_que
     with django_assert_max_num_queries(len(few.captured_queries)):
         data = build("model")
     assert data["totals"]["requests"] == 508
+
+
+@pytest.mark.skipif(connection.vendor == "postgresql", reason="PostgreSQL ranks every row")
+def test_past_the_sample_size_sqlite_ranks_every_kth_record(monkeypatch, ledger):
+    # 6 answered requests, ranked 3 at a time: every 2nd record by id.
+    monkeypatch.setattr(overview, "SAMPLE_ROWS", 3)
+    data = build()
+    assert data["totals"]["latency_sample_step"] == 2
+    ids = UsageRecord.objects.filter(status__lt=400, created_at__gte=NOW - timedelta(days=1))
+    sampled = [r.latency_ms for r in ids if r.pk % 2 == 0]
+    assert data["totals"]["p50"] == sql.percentile_of(sampled, 0.5)
+    assert data["totals"]["p95"] == sql.percentile_of(sampled, 0.95)
 
 
 def random_ledger(n: int = 300) -> None:
