@@ -131,7 +131,10 @@ class Publisher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
             self._wake.clear()
-            await self.publish(layer)
+            try:
+                await self.publish(layer)
+            except Exception:  # a bug here must not end the live view for the process
+                logger.exception("live view: publishing failed")
 
     async def publish(self, layer) -> None:
         messages = []

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from accounts.models import UsageRecord
+from accounts.models import ModelPrice, UsageRecord
 from tests.conftest import make_client_key, make_credential
 from tests.fakes.upstream import Respond
 from tests.live.browser import log_in, orm
@@ -35,6 +35,16 @@ def send(base_url: str, key: str) -> httpx.Response:
         json=BODY,
         headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
         timeout=30,
+    )
+
+
+def price_sonnet() -> None:
+    """$3 / $15 per million input / output tokens (a transactional test starts with no prices)."""
+    orm(
+        lambda: ModelPrice.objects.update_or_create(
+            model=MODEL,
+            defaults={"input": 3, "output": 15, "cache_read": "0.3", "cache_write": "3.75"},
+        )
     )
 
 
@@ -68,6 +78,7 @@ def screenshot(page, name: str) -> None:
 def test_the_overview_charts_real_requests_and_shows_a_cooldown_live(
     page, daphne, operator, upstream
 ):
+    price_sonnet()
     credential = orm(lambda: make_credential("team-a", base_url=upstream.url, models=[MODEL]))
     orm(lambda: make_credential("team-b", base_url=upstream.url, models=["claude-haiku-4-5"]))
     key = orm(lambda: make_client_key("browser-team"))
@@ -80,10 +91,13 @@ def test_the_overview_charts_real_requests_and_shows_a_cooldown_live(
     page.goto(f"{daphne.url}/admin/?period=1h")
     page.wait_for_selector("#live-status[data-state=live]")
 
-    # The charts hold what the ledger recorded: 3 answered requests, 10 + 5 tokens each.
+    # The charts hold what the ledger recorded: 3 answered requests, 10 + 5 tokens each, at
+    # $3 + $15 per million: $0.000105 each.
     assert chart_totals(page, "chart-requests") == {"answered": 3, "errors": 0}
     tokens = chart_totals(page, "chart-tokens")
     assert (tokens["input"], tokens["output"]) == (30, 15)
+    assert chart_totals(page, "chart-cost")["cost (USD)"] == pytest.approx(0.000315)
+    assert page.inner_text("#total-cost") == "$0.000315"
     latency = page.evaluate("() => Chart.getChart('chart-latency').data.datasets[0].data")
     assert sum(v is not None for v in latency) >= 1
     assert page.inner_text("#total-requests") == "3"
