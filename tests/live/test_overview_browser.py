@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from accounts.models import ModelPrice, UsageRecord
+from accounts.models import CredentialStats, ModelPrice, UsageRecord
 from tests.conftest import make_client_key, make_credential
 from tests.fakes.upstream import Respond
 from tests.live.browser import log_in, orm
@@ -36,6 +36,13 @@ def send(base_url: str, key: str) -> httpx.Response:
         headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
         timeout=30,
     )
+
+
+def clean_slate() -> None:
+    """The session's daphne flushes its bookkeeping every 0.2 s: what an earlier test's last
+    requests left lands after that test's teardown. Let it land, then clear it."""
+    time.sleep(0.6)
+    orm(lambda: (UsageRecord.objects.all().delete(), CredentialStats.objects.all().delete()))
 
 
 def price_sonnet() -> None:
@@ -78,6 +85,7 @@ def screenshot(page, name: str) -> None:
 def test_the_overview_charts_real_requests_and_shows_a_cooldown_live(
     page, daphne, operator, upstream
 ):
+    clean_slate()
     price_sonnet()
     credential = orm(lambda: make_credential("team-a", base_url=upstream.url, models=[MODEL]))
     orm(lambda: make_credential("team-b", base_url=upstream.url, models=["claude-haiku-4-5"]))
@@ -148,6 +156,7 @@ def test_the_overview_charts_real_requests_and_shows_a_cooldown_live(
 
 
 def test_the_period_picker_and_split_redraw_the_charts(page, daphne, operator, upstream):
+    clean_slate()
     orm(lambda: make_credential("team-a", base_url=upstream.url, models=[MODEL]))
     for name in ("alpha", "beta"):
         key = orm(lambda name=name: make_client_key(name))
