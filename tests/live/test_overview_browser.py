@@ -16,6 +16,7 @@ from accounts.models import CredentialStats, ModelPrice, UsageRecord
 from tests.conftest import make_client_key, make_credential
 from tests.fakes.upstream import Respond
 from tests.live.browser import log_in, orm
+from tests.live.conftest import DaphneProcess
 
 pytestmark = [
     pytest.mark.browser,
@@ -36,6 +37,15 @@ def send(base_url: str, key: str) -> httpx.Response:
         headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
         timeout=30,
     )
+
+
+@pytest.fixture(scope="module")
+def daphne(daphne_env):
+    """A daphne of this module's own: the session's one may still hold requests of earlier
+    tests in flight, and this page counts them."""
+    process = DaphneProcess("overview", daphne_env)
+    yield process
+    process.stop()
 
 
 def clean_slate() -> None:
