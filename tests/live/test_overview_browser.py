@@ -129,27 +129,36 @@ def test_the_overview_charts_real_requests_and_shows_a_cooldown_live(
     # From here on the page is never reloaded: a marker set now must still be there.
     page.evaluate("() => { window.notReloaded = true; }")
 
-    # A request in flight shows on the page while it runs.
-    upstream.script("/v1/messages", Respond.anthropic_message("slow", MODEL, delay=2.5))
+    # A request in flight shows on the page while it runs. Every upstream answer is slow for
+    # now (the fake upstream is shared: a scripted one-off could go to another process's call).
+    upstream.default = lambda request: Respond.anthropic_message("slow", MODEL, delay=2.5)
     slow = threading.Thread(target=send, args=(daphne.url, key))
     slow.start()
-    page.wait_for_function(
-        "() => document.querySelector('#in-flight-total').textContent === '1'", timeout=5000
-    )
+    try:
+        page.wait_for_function(
+            "() => document.querySelector('#in-flight-total').textContent === '1'", timeout=5000
+        )
+    except Exception:
+        slow.join()
+        raise AssertionError(
+            "in flight: "
+            + page.inner_text("#in-flight-total")
+            + " "
+            + page.inner_text("#in-flight-workers")
+            + "; upstream saw "
+            + repr([(r.path, r.finished) for r in upstream.requests[-5:]])
+        ) from None
     slow.join()
     page.wait_for_function(
         "() => document.querySelector('#in-flight-total').textContent === '0'", timeout=5000
     )
 
     # The upstream refuses with a 429 and a reset: the credential cools down, live.
-    upstream.script(
-        "/v1/messages",
-        Respond.error(
-            429,
-            "rate_limit_error",
-            "Number of requests has exceeded your rate limit",
-            headers={"retry-after": "600"},
-        ),
+    upstream.default = lambda request: Respond.error(
+        429,
+        "rate_limit_error",
+        "Number of requests has exceeded your rate limit",
+        headers={"retry-after": "600"},
     )
     assert send(daphne.url, key).status_code == 429
     page.wait_for_function(
