@@ -172,6 +172,10 @@ def test_the_overview_charts_real_requests_and_shows_a_cooldown_live(
     assert "1 cooling" in page.inner_text("#pool-summary")
     assert page.evaluate("() => window.notReloaded") is True
     screenshot(page, "overview-cooldown.png")
+    page.emulate_media(color_scheme="dark")  # the admin's dark theme: to look at
+    page.reload()
+    page.wait_for_selector("#live-status[data-state=live]")
+    screenshot(page, "overview-dark.png")
 
 
 def test_the_period_picker_and_split_redraw_the_charts(page, daphne, operator, upstream):

@@ -52,8 +52,11 @@
     if (!Chart) return;
     Chart.defaults.font.size = 11;
     var style = getComputedStyle(document.body);
+    // The admin's own colours, so that its dark theme gets readable axes and grid lines.
     var fg = style.getPropertyValue("--body-quiet-color").trim();
     if (fg) Chart.defaults.color = fg;
+    var grid = style.getPropertyValue("--hairline-color").trim();
+    if (grid) Chart.defaults.borderColor = grid;
     var s = d.series;
 
     var requests = s.requests.map(function (e, i) {
