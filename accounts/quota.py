@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from accounts import versions
+from accounts import notices, versions
 from accounts.cooldown import Failure, QuotaRecord, apply_failure
 from accounts.models import ClientKey, CredentialStats, QuotaState, RoutingTrace
 
@@ -166,6 +166,9 @@ def flush_counters(
         ClientKey.objects.filter(pk=key_id).filter(
             Q(last_used_at__isnull=True) | Q(last_used_at__lt=moment)
         ).update(last_used_at=moment)
+    if successes or failures or skips:
+        # Each credential's successes and failures changed (no version bump for counters).
+        notices.pool_changed()
 
 
 def save_trace(trace: dict) -> None:

@@ -14,7 +14,10 @@ import secrets
 from functools import cache
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F
+
+from accounts import notices
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +61,8 @@ def bump(*, config: bool = False, quota: bool = False, tokens: bool = False) -> 
             pipe.execute()
         except Exception as exc:  # noqa: BLE001 - Redis is an accelerator, the database is the record
             logger.warning("could not publish a version bump to Redis: %s", type(exc).__name__)
+    # After the commit (a bump inside a transaction): whoever reloads on the notice must see it.
+    transaction.on_commit(notices.pool_changed)
 
 
 def read_from_database() -> tuple[int, int, int]:

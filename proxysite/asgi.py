@@ -1,8 +1,10 @@
 """ASGI entry point: ``daphne proxysite.asgi:application`` serves the API and the admin.
 
 API paths go to a lean handler (see proxysite.handlers); everything else (the admin, and static
-files served by Django's static handler) to Django's standard ASGI handler. The first request
-starts the worker's background services (proxysite.lifecycle).
+files served by Django's static handler) to Django's standard ASGI handler. Websockets (the
+admin overview's live view, dashboard.consumers) go through channels' router with the session's
+user. The first request starts the worker's background services (proxysite.lifecycle); the
+reactor starts the live view's publisher (dashboard.live).
 """
 
 from __future__ import annotations
@@ -18,15 +20,26 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_application = ASGIStaticFilesHandler(get_asgi_application())
 
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from dashboard import live  # noqa: E402
+from dashboard.routing import websocket_urlpatterns  # noqa: E402
 from proxysite.handlers import ApiASGIHandler, is_api_request  # noqa: E402
 from proxysite.lifecycle import serving  # noqa: E402
 
 api_application = ApiASGIHandler()
+# Every scope but HTTP: websockets, with the user of the session cookie (an unknown type is
+# refused by the router).
+other_application = ProtocolTypeRouter(
+    {"websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns))}
+)
 
 
 async def application(scope, receive, send) -> None:
+    # HTTP first and directly: the router would add a lookup and a call to every API request.
     if scope["type"] != "http":
-        await django_application(scope, receive, send)
+        await other_application(scope, receive, send)
         return
     if serving.stopping:
         await _refuse_while_stopping(receive, send)
@@ -136,3 +149,4 @@ def _install_request_class() -> None:
 
 _install_request_class()
 serving.install()
+live.publisher.install()

@@ -65,7 +65,8 @@ METRICS_TOKEN = envsecret("METRICS_TOKEN")
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    # Django's admin with the overview as its front page (dashboard.site).
+    "dashboard.apps.ProxyAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -73,6 +74,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "accounts",
     "claude_api",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
@@ -89,6 +91,18 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "proxysite.urls"
 ASGI_APPLICATION = "proxysite.asgi.application"
+
+# The admin overview's live view (dashboard.live): with Redis every worker's cooldowns and
+# in-flight counts reach every open page; without it a page sees the worker it is connected to.
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "claude-proxy:channels"},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 TEMPLATES = [
     {

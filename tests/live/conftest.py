@@ -127,3 +127,22 @@ def sdk_client():
     yield make
     for client in made:
         client.close()
+
+
+@pytest.fixture
+def page():
+    """A headless Chromium page (tests/live/browser.py)."""
+    from tests.live.browser import browser_page
+
+    yield from browser_page()
+
+
+@pytest.fixture
+def operator() -> str:
+    """A superuser the browser tests log in as, with tests.live.browser.PASSWORD."""
+    from django.contrib.auth import get_user_model
+
+    from tests.live.browser import PASSWORD, orm
+
+    orm(lambda: get_user_model().objects.create_superuser("ops", "ops@example.com", PASSWORD))
+    return "ops"
