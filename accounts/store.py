@@ -31,6 +31,22 @@ __all__ = ["DatabaseFailure", "StoreHealth", "StoreUnavailable"]
 # and must never put a worker into "serving from memory".
 DatabaseFailure = (OperationalError, InterfaceError)
 
+# Of those, the ones a database that answers raises about one statement: a deadlock, a
+# serialization failure, a lock or statement timeout (PostgreSQL's SQLSTATEs), a busy SQLite.
+# The statement is retried later like any failed write, but the worker does not go into
+# "serving from memory": that refused keys it had not seen yet (503) until its next check.
+STATEMENT_SQLSTATES = {"40001", "40P01", "55P03", "57014"}
+STATEMENT_MESSAGES = ("database is locked", "database table is locked")
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` (one of DatabaseFailure) means the database is away."""
+    if isinstance(exc, InterfaceError):
+        return True
+    if getattr(exc.__cause__, "sqlstate", None) in STATEMENT_SQLSTATES:
+        return False
+    return not any(message in str(exc) for message in STATEMENT_MESSAGES)
+
 
 class StoreUnavailable(Exception):
     """The database is unreachable and this worker has nothing cached to serve from."""
@@ -49,6 +65,9 @@ class StoreHealth:
 
     def failed(self, exc: BaseException) -> None:
         described = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+        if not unreachable(exc):
+            logger.warning("a database statement failed (%s); it is tried again later", described)
+            return
         if not self.down:
             self.down_since = time.time()
             logger.warning("the database is unreachable (%s): serving from memory", described)

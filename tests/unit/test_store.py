@@ -29,3 +29,32 @@ async def test_it_does_not_take_an_integrity_error_for_a_database_outage():
     with pytest.raises(IntegrityError):
         await pool.write(dangling)
     assert not pool.store.down and not pool.store.owed
+
+
+async def test_a_deadlock_is_retried_later_without_taking_the_database_for_away():
+    # PostgreSQL chose a worker's bookkeeping write as a deadlock's victim (a TRUNCATE ran at the
+    # same time): taken for an outage, it made requests with keys the worker had not seen get
+    # 503 "cannot reach its database" until its next check.
+    pool = Pool()
+
+    class DeadlockDetected(Exception):
+        sqlstate = "40P01"
+
+    def deadlocked() -> None:
+        try:
+            raise DeadlockDetected("deadlock detected")
+        except DeadlockDetected as exc:
+            raise OperationalError("deadlock detected") from exc
+
+    await pool.write(deadlocked)
+    assert not pool.store.down and list(pool.store.owed) == [deadlocked]
+
+
+async def test_a_busy_sqlite_is_not_an_absent_one():
+    pool = Pool()
+
+    def locked() -> None:
+        raise OperationalError("database is locked")
+
+    await pool.write(locked)
+    assert not pool.store.down and list(pool.store.owed) == [locked]
