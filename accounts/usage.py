@@ -175,10 +175,11 @@ def write(batch: list[tuple]) -> int:
         f"VALUES ({', '.join(['%s'] * len(ROW_COLUMNS))})"
     )
     cost_field = meta.get_field("cost")
+    created_at = _sqlite_time if connection.vendor == "sqlite" else _aware_time
     values = []
     for row in batch:
         value = list(row)
-        value[0] = ops.adapt_datetimefield_value(datetime.fromtimestamp(row[0], tz=UTC))
+        value[0] = created_at(row[0])
         if value[_KEY] not in live_keys:
             value[_KEY] = None
         if value[_CREDENTIAL] not in live_credentials:
@@ -192,6 +193,19 @@ def write(batch: list[tuple]) -> int:
         for start in range(0, len(values), INSERT_BATCH):
             cursor.executemany(sql, values[start : start + INSERT_BATCH])
     return len(values)
+
+
+_EPOCH = datetime(1970, 1, 1)
+
+
+def _sqlite_time(epoch: float) -> str:
+    # What Django's SQLite backend stores for an aware time (UTC, naive, as text), without its
+    # per-value timezone calls: they were a third of a flush's Python.
+    return str(_EPOCH + timedelta(seconds=epoch))
+
+
+def _aware_time(epoch: float) -> datetime:
+    return connection.ops.adapt_datetimefield_value(datetime.fromtimestamp(epoch, tz=UTC))
 
 
 def prune(now: datetime | None = None, retention_days: int | None = None) -> int:

@@ -249,3 +249,21 @@ async def test_a_slow_flush_does_not_hold_up_the_request_paths_database_reads(
         release.set()
         await flush
     assert UsageRecord.objects.count() == 1
+
+
+async def test_the_batch_insert_stores_times_the_orm_reads_back_exactly(api, upstream):
+    # The insert writes SQLite's text form itself (no per-row timezone calls).
+    from datetime import UTC, datetime
+
+    make_credential("primary", base_url=upstream.url)
+    assert (await api.message(MODEL)).status_code == 200
+    await pool.settle()
+    moments = [1796540000.0, 1796540000.123456, 1796540000.5, 1796543999.999999]  # before now
+    for moment in moments:
+        row = list(pool.ledger.pending[0])
+        row[0] = moment
+        pool.ledger.pending.append(tuple(row))
+    records = await flushed()
+    assert [r.created_at for r in records[:-1]] == [
+        datetime.fromtimestamp(moment, tz=UTC) for moment in moments
+    ]
