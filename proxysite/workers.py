@@ -5,7 +5,10 @@
 The supervisor binds the listening socket once and hands it to every worker (``daphne -e
 fd:…``): the workers accept from one shared queue, so a worker that stops accepting leaves
 waiting connections to the others, and a rolling restart drops nothing (with SO_REUSEPORT each
-worker would own a queue, and a closing worker would drop what waits in its own).
+worker would own a queue, and a closing worker would drop what waits in its own). Each worker
+accepts one connection at a time and then leaves the socket to the others for a millisecond
+(proxysite.lifecycle.accept_one_at_a_time), so a burst of keep-alive clients is spread over the
+workers instead of landing on whichever woke first.
 
 - SIGTERM / SIGINT: every worker drains (stops accepting, finishes open requests for up to
   ``SHUTDOWN_GRACE_SECONDS``, flushes its bookkeeping; see proxysite.lifecycle), then the

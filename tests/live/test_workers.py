@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -300,3 +301,40 @@ def test_a_scrape_of_the_shared_port_counts_every_worker_and_never_goes_down(dap
         scraper.done.set()
         assert supervisor.stop() == 0
     assert not run_directory.exists()  # this run's counters ended with it
+
+
+def established_by_process(port: int) -> dict[int, int]:
+    """Accepted connections to ``port``, counted by the process that holds them (ss -tnp)."""
+    out = subprocess.run(
+        ["ss", "-Htnp", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    counts: dict[int, int] = {}
+    for pid in (int(p) for p in re.findall(r"pid=(\d+)", out)):
+        counts[pid] = counts.get(pid, 0) + 1
+    return counts
+
+
+def test_a_burst_of_keep_alive_clients_is_spread_over_the_workers(daphne_env):
+    # Twisted accepted every waiting connection at once: the first worker to wake took a whole
+    # burst of clients, and with keep-alive kept them; a second worker then added nothing.
+    import socket
+
+    supervisor = Supervisor(daphne_env, workers=2)
+    try:
+        workers = children(supervisor.process.pid)
+        clients = [socket.create_connection(("127.0.0.1", supervisor.port)) for _ in range(32)]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            counts = established_by_process(supervisor.port)
+            if sum(counts.values()) >= 32:
+                break
+            time.sleep(0.05)
+        assert sorted(counts) == sorted(workers)
+        assert min(counts.values()) >= 8, counts
+        for client in clients:
+            client.close()
+    finally:
+        assert supervisor.stop() == 0
