@@ -82,6 +82,10 @@ class OverviewConsumer(AsyncJsonWebsocketConsumer):
         for status in live.hub.known_workers():
             await self.send_worker(status)
         await self.send_worker(live.worker_status())
+        # That count is this moment's, not the one the publisher last sent everyone: let it
+        # send the next one even if it equals its last (else a change back to its last value
+        # never reaches this page).
+        live.publisher.send_next()
 
     async def disconnect(self, code: int) -> None:
         live.hub.leave(self)

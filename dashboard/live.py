@@ -115,6 +115,11 @@ class Publisher:
                 await task
         self.__init__()
 
+    def send_next(self) -> None:
+        """Send this worker's status on the next tick whether or not it changed since the last
+        one sent (a page just opened with a count read outside the ticks)."""
+        self._sent = None
+
     def notice(self) -> None:
         """The pool's shared state changed (any thread; O(1), no I/O)."""
         loop = self._loop

@@ -189,6 +189,45 @@ async def test_in_flight_requests_reach_the_page_as_they_change():
         await live.publisher.stop()
 
 
+async def test_a_page_that_opens_between_two_ticks_still_sees_the_count_change_back():
+    # The page gets this moment's count when it opens; the publisher compared later counts
+    # with the last one it had sent, so a count changing back to that one never reached the
+    # page (a request in flight shown as 0 for its whole length: the browser test's flake).
+    # The publisher's ticks are driven by hand here, so none falls in between by chance.
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    publisher = live.Publisher()
+    cookie = session_cookie(user("root", superuser=True))
+    first = socket(cookie)
+    try:
+        assert (await first.connect())[0]
+        serving.in_flight = 1  # an admin page loading, say
+        await publisher.publish(layer)
+        await receive_until(first, lambda m: m["type"] == "worker" and m["in_flight"] == 1)
+        serving.in_flight = 0  # it ends, and before the next tick a new page opens with 0
+        live.publisher, shared = publisher, live.publisher  # the one the consumer tells
+        try:
+            second = socket(cookie)
+            assert (await second.connect())[0]
+        finally:
+            live.publisher = shared
+        # What the group heard last (1), then this moment's count (0).
+        await receive_until(
+            second,
+            lambda m: (
+                m["type"] == "worker" and m["worker"] == live.WORKER_ID and not m["in_flight"]
+            ),
+        )
+        serving.in_flight = 1  # a request starts: back to what the publisher sent last
+        await publisher.publish(layer)
+        await receive_until(second, lambda m: m["type"] == "worker" and m["in_flight"] == 1)
+        await second.disconnect()
+    finally:
+        serving.in_flight = 0
+        await first.disconnect()
+
+
 async def test_many_pages_in_one_worker_share_one_read_of_the_pool_per_change():
     make_credential("primary", models=["claude-sonnet-4-6"])
     cookie = session_cookie(user("root", superuser=True))
